@@ -1,0 +1,1 @@
+"""FastAPI gateway (arrives with the API issue)."""

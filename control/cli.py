@@ -1,0 +1,77 @@
+"""The `mugpos` command line: configuration, health, provisioning and the embedded demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="H200 Intelligent Mug Positioning System", no_args_is_help=True)
+console = Console()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def config() -> None:
+    """Show the effective configuration (secrets masked)."""
+    table = Table("variable", "value")
+    for name, value in _settings().safe_dump().items():
+        table.add_row(name, "" if value is None else value)
+    console.print(table)
+
+
+@app.command()
+def check(timeout: Annotated[float, typer.Option(help="Seconds per component.")] = 5.0) -> None:
+    """Check Kafka, MongoDB, Redis and the object store; exit 1 if any is failing."""
+    from infra.health import check_all
+
+    results = asyncio.run(check_all(_settings(), timeout_s=timeout))
+    table = Table("component", "status", "detail", "ms")
+    for result in results:
+        status = "[green]ok[/]" if result.ok else "[red]failing[/]"
+        table.add_row(result.name, status, result.detail, f"{result.latency_ms:g}")
+    console.print(table)
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def setup() -> None:
+    """Declare topics, create MongoDB indexes and the bucket. Safe to repeat."""
+    from infra.provision import provision
+
+    for name, outcome in asyncio.run(provision(_settings())).items():
+        console.print(f"{name}: {outcome}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Folder for service data and logs (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Run the system on embedded services (tansu, secantusdb, a local object store)."""
+    from control.demo import run_demo
+
+    if not run_demo(workdir, console):
+        raise typer.Exit(1)

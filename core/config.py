@@ -1,0 +1,197 @@
+"""One validated configuration for every process, read from `MUGPOS_*` variables and `.env`.
+
+A bad value stops the process at start with a message naming the variable, instead of failing
+later deep inside a client library.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MUGPOS_"
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used; the message names each bad variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the system. Field `x` is read from `MUGPOS_X`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # Kafka
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    topic_prefix: str = Field("mugpos", description="Prefix of every topic name.")
+    topic_partitions: PositiveInt = Field(
+        6, description="Partitions of each declared topic; the ceiling on parallel workers."
+    )
+    topic_replication: PositiveInt = Field(1, description="Replication factor of each topic.")
+    topic_retention_ms: PositiveInt = Field(
+        7 * 24 * 3600 * 1000, description="Retention of the data topics in milliseconds."
+    )
+
+    # MongoDB
+    mongodb_uri: SecretStr = Field(
+        SecretStr("mongodb://127.0.0.1:27017"),
+        description="MongoDB connection string (may hold credentials, so it is secret).",
+    )
+    mongodb_db: str = Field("mugpos", min_length=1, description="Database name.")
+
+    # Redis
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL; unset runs without the shared cache (embedded demo)."
+    )
+
+    # Object store
+    object_store: str = Field(
+        "s3", description="`s3` for S3/R2 (boto3), or a local directory path."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com."
+    )
+    s3_bucket: str = Field("mugpos", description="Bucket holding uploads, results and models.")
+    s3_region: str = Field("auto", description="Region name; R2 uses `auto`.")
+    s3_access_key_id: str | None = Field(None, description="Access key id.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret access key.")
+
+    # Models and devices
+    model_dir: Path | None = Field(None, description="Local directory searched first for models.")
+    device: str = Field("auto", description="`auto`, `cpu`, `cuda` or `cuda:N`.")
+
+    # API
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 signing key for API tokens; the API refuses to start without it."
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every process."
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",") if part.strip()]
+        if not servers:
+            raise ValueError("needs at least one host:port")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-' (1-100 chars)")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _check_mongodb_uri(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("object_store")
+    @classmethod
+    def _check_object_store(cls, value: str) -> str:
+        if value != "s3" and Path(value).is_file():
+            raise ValueError("must be `s3` or a directory path, not a file")
+        if not value:
+            raise ValueError("must be `s3` or a directory path")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://host:port")
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _check_bucket(cls, value: str) -> str:
+        if not _BUCKET.match(value) or ".." in value:
+            raise ValueError("must be a valid bucket name: 3-63 lowercase letters, digits, '.', '-'")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @property
+    def uses_local_object_store(self) -> bool:
+        return self.object_store != "s3"
+
+    def safe_dump(self) -> dict[str, object]:
+        """Every setting by its variable name, secrets masked and URL passwords removed: safe to log."""
+        shown: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in _URL_SECRETS and value is not None:
+                value = redact_url(value.get_secret_value())
+            elif isinstance(value, SecretStr):
+                value = "**********"
+            shown[f"{ENV_PREFIX}{name.upper()}"] = None if value is None else str(value)
+        return shown
+
+
+_URL_SECRETS = frozenset({"mongodb_uri", "redis_url"})
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, so a connection string can be shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"  {ENV_PREFIX}{field.upper()}: {message}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

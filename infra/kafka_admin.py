@@ -1,0 +1,133 @@
+"""Declare the project's topics and check the cluster, through aiokafka's admin client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from core.config import Settings
+from schemas.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    cluster_id: str
+    controller_id: int
+    broker_count: int
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The public topics with partitions, replication and retention from settings."""
+    topics = TopicNames(settings.topic_prefix)
+    data = {"retention.ms": str(settings.topic_retention_ms)}
+
+    def spec(name: str, configs: dict[str, str]) -> TopicSpec:
+        return TopicSpec(name, settings.topic_partitions, settings.topic_replication, configs)
+
+    return [
+        spec(topics.images, data),
+        spec(topics.results, data),
+        spec(topics.dlq, data),
+        spec(topics.alerts, data),
+        # Commands and worker status: compaction keeps each worker's latest status forever.
+        spec(topics.control, {"cleanup.policy": "compact,delete", **data}),
+    ]
+
+
+class KafkaAdmin:
+    """A lazily-started admin client: constructing it does no network I/O."""
+
+    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 10_000) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_ms = request_timeout_ms
+        self._client: AIOKafkaAdminClient | None = None
+
+    async def _admin(self) -> AIOKafkaAdminClient:
+        if self._client is None:
+            client = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+            )
+            await client.start()
+            self._client = client
+        return self._client
+
+    async def cluster(self) -> ClusterInfo:
+        described = await (await self._admin()).describe_cluster()
+        return ClusterInfo(
+            cluster_id=described["cluster_id"],
+            controller_id=described["controller_id"],
+            broker_count=len(described["brokers"]),
+        )
+
+    async def health(self) -> str:
+        """Raise when no broker answers; otherwise a one-line description for /ready."""
+        info = await self.cluster()
+        if info.broker_count == 0:
+            raise RuntimeError("the cluster reports no brokers")
+        return f"cluster {info.cluster_id}, {info.broker_count} broker(s)"
+
+    async def partitions(self, names: list[str]) -> dict[str, int]:
+        """Partition count of each existing topic among `names`."""
+        # Metadata for *all* topics: naming topics in the request lets a broker with
+        # auto-creation on (tansu, default Kafka) create them with the wrong partition count.
+        wanted = set(names)
+        described = await (await self._admin()).describe_topics()
+        return {
+            t["topic"]: len(t["partitions"])
+            for t in described
+            if t["topic"] in wanted and t["error_code"] == 0
+        }
+
+    async def declare(self, specs: list[TopicSpec]) -> dict[str, str]:
+        """Create missing topics and grow any with too few partitions. Idempotent.
+
+        Returns what happened to each topic: `created`, `grown` or `exists`. Partitions are never
+        removed (Kafka cannot) and an existing topic's configs are left as operators set them.
+        """
+        admin = await self._admin()
+        existing = await self.partitions([s.name for s in specs])
+        outcome: dict[str, str] = {}
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(s.name, s.partitions, s.replication, topic_configs=s.configs)
+                 for s in missing]
+            )
+            for name, code, *rest in response.topic_errors:
+                error = for_code(code)
+                if code and error is not TopicAlreadyExistsError:
+                    message = rest[0] if rest else ""
+                    raise error(f"cannot create topic {name}: {message}")
+                outcome[name] = "created"
+        for s in specs:
+            if s.name in existing:
+                if existing[s.name] < s.partitions:
+                    await admin.create_partitions({s.name: NewPartitions(s.partitions)})
+                    outcome[s.name] = "grown"
+                else:
+                    outcome[s.name] = "exists"
+        return outcome
+
+    async def topic_configs(self, name: str) -> dict[str, str]:
+        from aiokafka.admin import ConfigResource, ConfigResourceType
+
+        responses = await (await self._admin()).describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name)]
+        )
+        resources = responses[0].resources
+        return {entry[0]: entry[1] for entry in resources[0][4]}
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

@@ -1,0 +1,160 @@
+"""Apache Kafka 3.9 in KRaft mode, run straight from the Maven Central jars (no tarball, no Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from infra.launchers.process import ManagedProcess, ServiceStartError, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LIBS_DIR = REPO_ROOT / ".cache" / "kafka-libs"
+_KAFKA_DIR = Path(__file__).resolve().parents[1] / "kafka"
+_VERSION_LINE = re.compile(r"Kafka version: (\S+)")
+
+
+def _random_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class KafkaBroker:
+    """A single-node broker+controller on two free loopback ports, data in `workdir`."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        libs_dir: Path = DEFAULT_LIBS_DIR,
+        message_max_bytes: int = 1_048_588,
+        heap: str = "512m",
+    ) -> None:
+        self.workdir = workdir
+        self.libs_dir = libs_dir
+        self.message_max_bytes = message_max_bytes
+        self.heap = heap
+        self.cluster_id = _random_cluster_id()
+        self.port = 0
+        self._process: ManagedProcess | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._process
+
+    def version(self) -> str | None:
+        """The version the broker printed at start (AppInfoParser's 'Kafka version' line)."""
+        if self._process is None:
+            return None
+        match = _VERSION_LINE.search(self._process.log_path.read_text(errors="replace"))
+        return match.group(1) if match else None
+
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise ServiceStartError("kafka: `java` is not on PATH (Java 17 is needed)")
+        if not any(self.libs_dir.glob("kafka_2.13-*.jar")):
+            raise ServiceStartError(
+                f"kafka: no broker jars in {self.libs_dir}; run `make kafka-libs` to fetch them"
+            )
+        return java
+
+    def _write_properties(self, controller_port: int) -> Path:
+        data_dir = self.workdir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data_dir),
+            "num.partitions": "1",
+            # Topics are declared by the application (infra.kafka_admin), never created by accident.
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            # 50 partitions (the default) makes the first consumer-group join slow on two cores.
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(self.message_max_bytes),
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "log.retention.check.interval.ms": "60000",
+        }
+        path = self.workdir / "server.properties"
+        path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
+        return path
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        """Format the storage, start the JVM and return once the broker answers a metadata request."""
+        java = self._java()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        properties = self._write_properties(controller_port=free_port())
+        classpath = f"{self.libs_dir}/*"
+        log_path = self.workdir / "kafka.log"
+        jvm = [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseSerialGC",  # two cores: a parallel collector only competes with the tests
+            "-XX:TieredStopAtLevel=1",  # the C1 compiler alone halves start-up time here
+            f"-Dlog4j.configuration=file:{_KAFKA_DIR / 'log4j.properties'}",
+            "-cp",
+            classpath,
+        ]
+        formatted = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(properties)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if formatted.returncode != 0:
+            raise ServiceStartError(
+                f"kafka: storage format failed ({formatted.returncode}):\n"
+                f"{formatted.stdout}\n{formatted.stderr}"
+            )
+        self._process = ManagedProcess("kafka", [*jvm, "kafka.Kafka", str(properties)], log_path)
+        self._process.start(self._answers_metadata, timeout_s=timeout_s, poll_s=0.5)
+
+    def _answers_metadata(self) -> bool:
+        return asyncio.run(_cluster_id(self.bootstrap)) == self.cluster_id
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+
+async def _cluster_id(bootstrap: str) -> str | None:
+    """The cluster id a broker reports in its metadata response (None until a broker is registered)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    # Refused connections are the expected answer while the broker starts: keep them out of the log.
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+        return described["cluster_id"] if described["brokers"] else None
+    finally:
+        await admin.close()
+        client_log.setLevel(level)

@@ -1,0 +1,71 @@
+"""MongoDB through motor: one client per process, collections and indexes declared in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from core.config import Settings
+
+ANALYSIS_RESULTS = "analysis_results"
+RULES = "rules"
+ACTIVITY_LOGS = "activity_logs"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    keys: tuple[tuple[str, int], ...]
+    name: str
+    unique: bool = False
+
+    def model(self) -> IndexModel:
+        return IndexModel(list(self.keys), name=self.name, unique=self.unique)
+
+
+# Every query path gets an index: secantusdb (like MongoDB) is slow on unindexed scans.
+INDEXES: dict[str, tuple[IndexSpec, ...]] = {
+    ANALYSIS_RESULTS: (
+        IndexSpec((("request_id", ASCENDING),), "request_id_unique", unique=True),
+        IndexSpec((("source_id", ASCENDING), ("timestamp", DESCENDING)), "source_time"),
+        IndexSpec((("status", ASCENDING), ("timestamp", DESCENDING)), "status_time"),
+        IndexSpec((("timestamp", DESCENDING),), "time"),
+    ),
+    RULES: (
+        IndexSpec((("rule_id", ASCENDING), ("version", DESCENDING)), "rule_version_unique",
+                  unique=True),
+        IndexSpec((("enabled", ASCENDING), ("name", ASCENDING)), "enabled_name"),
+    ),
+    ACTIVITY_LOGS: (
+        IndexSpec((("user_id", ASCENDING), ("timestamp", DESCENDING)), "user_time"),
+        IndexSpec((("timestamp", DESCENDING),), "time"),
+    ),
+}
+
+
+def create_client(settings: Settings, *, timeout_ms: int = 5000) -> AsyncIOMotorClient:
+    """A motor client; it connects lazily on first use."""
+    return AsyncIOMotorClient(
+        settings.mongodb_uri.get_secret_value(),
+        serverSelectionTimeoutMS=timeout_ms,
+        tz_aware=True,
+        appname="mugpos",
+    )
+
+
+def database(client: AsyncIOMotorClient, settings: Settings) -> AsyncIOMotorDatabase:
+    return client[settings.mongodb_db]
+
+
+async def ensure_indexes(db: AsyncIOMotorDatabase) -> None:
+    """Create every collection's indexes; repeating it is a no-op, so every process runs it at start."""
+    for collection, specs in INDEXES.items():
+        await db[collection].create_indexes([spec.model() for spec in specs])
+
+
+async def health(db: AsyncIOMotorDatabase) -> str:
+    reply = await db.command("ping")
+    if reply.get("ok") != 1:
+        raise RuntimeError(f"ping answered {reply!r}")
+    return f"database {db.name} answers ping"

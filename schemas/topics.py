@@ -1,0 +1,41 @@
+"""Public Kafka topic names, derived from one prefix so several deployments can share a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """The versioned topics of one deployment; the `.v1` suffix changes only with the contract."""
+
+    prefix: str
+
+    @property
+    def images(self) -> str:
+        """Input: raw image bytes (or a claim-check reference) from any Kafka client."""
+        return f"{self.prefix}.images.v1"
+
+    @property
+    def results(self) -> str:
+        """Output: one AnalysisResult per request, keyed by request id."""
+        return f"{self.prefix}.results.v1"
+
+    @property
+    def dlq(self) -> str:
+        """Dead letters: inputs that could not be processed, with a reason code."""
+        return f"{self.prefix}.dlq.v1"
+
+    @property
+    def alerts(self) -> str:
+        """Alerts raised by rule actions."""
+        return f"{self.prefix}.alerts.v1"
+
+    @property
+    def control(self) -> str:
+        """Operator commands and worker status for the control plane."""
+        return f"{self.prefix}.control.v1"
+
+    def public(self) -> tuple[str, ...]:
+        """Every topic the project declares itself (stage topics are added by the pipeline)."""
+        return (self.images, self.results, self.dlq, self.alerts, self.control)

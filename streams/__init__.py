@@ -1,0 +1,1 @@
+"""Faust application and topic wiring (arrives with the stream pipeline)."""
