@@ -54,17 +54,26 @@ async def _round_trip(settings: Settings, console: Console) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        headers = [("request-id", request_id.encode()), ("source-id", b"demo-cam"),
-                   ("content-type", b"image/png")]
+        headers = [
+            ("request-id", request_id.encode()),
+            ("source-id", b"demo-cam"),
+            ("content-type", b"image/png"),
+        ]
         metadata = await producer.send_and_wait(topics.images, image, headers=headers)
     finally:
         await producer.stop()
-    console.print(f"published {len(image)} bytes to {topics.images} "
-                  f"partition {metadata.partition} offset {metadata.offset}")
+    console.print(
+        f"published {len(image)} bytes to {topics.images} "
+        f"partition {metadata.partition} offset {metadata.offset}"
+    )
 
-    consumer = AIOKafkaConsumer(topics.images, bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=f"{settings.topic_prefix}-demo",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topics.images,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.topic_prefix}-demo",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         record = await asyncio.wait_for(consumer.getone(), timeout=30)
@@ -72,13 +81,19 @@ async def _round_trip(settings: Settings, console: Console) -> None:
     finally:
         await consumer.stop()
     received = dict(record.headers)
-    console.print(f"consumed request {received['request-id'].decode()} "
-                  f"({len(record.value)} bytes, sha256 {hashlib.sha256(record.value).hexdigest()[:12]})")
+    console.print(
+        f"consumed request {received['request-id'].decode()} "
+        f"({len(record.value)} bytes, sha256 {hashlib.sha256(record.value).hexdigest()[:12]})"
+    )
 
     store = create_object_store(settings)
     try:
-        info = await store.put(upload_key("demo-cam", request_id, "png"), record.value,
-                               content_type="image/png", metadata={"request-id": request_id})
+        info = await store.put(
+            upload_key("demo-cam", request_id, "png"),
+            record.value,
+            content_type="image/png",
+            metadata={"request-id": request_id},
+        )
     finally:
         await store.close()
     console.print(f"stored original as {info.key} (etag {info.etag})")
@@ -86,10 +101,14 @@ async def _round_trip(settings: Settings, console: Console) -> None:
     client = mongo.create_client(settings)
     try:
         db = mongo.database(client, settings)
-        await db[mongo.ACTIVITY_LOGS].insert_one({
-            "user_id": "demo", "action": "demo.round_trip", "timestamp": datetime.now(UTC),
-            "details": {"request_id": request_id, "object_key": info.key},
-        })
+        await db[mongo.ACTIVITY_LOGS].insert_one(
+            {
+                "user_id": "demo",
+                "action": "demo.round_trip",
+                "timestamp": datetime.now(UTC),
+                "details": {"request_id": request_id, "object_key": info.key},
+            }
+        )
         count = await db[mongo.ACTIVITY_LOGS].count_documents({"user_id": "demo"})
     finally:
         client.close()
@@ -109,10 +128,19 @@ async def _run(settings: Settings, console: Console) -> bool:
     done = await provision(settings)
     console.print(_table("provisioned", [(name, "ok", what) for name, what in done.items()]))
     health = await check_all(settings)
-    console.print(_table("health", [
-        (h.name, "[green]ok[/]" if h.ok else "[red]failing[/]", f"{h.detail} ({h.latency_ms} ms)")
-        for h in health
-    ]))
+    console.print(
+        _table(
+            "health",
+            [
+                (
+                    h.name,
+                    "[green]ok[/]" if h.ok else "[red]failing[/]",
+                    f"{h.detail} ({h.latency_ms} ms)",
+                )
+                for h in health
+            ],
+        )
+    )
     await _round_trip(settings, console)
     return all(h.ok for h in health)
 
@@ -134,6 +162,8 @@ def run_demo(workdir: Path | None, console: Console) -> bool:
             mongodb_uri=database.uri,
             object_store=str(workdir / "objects"),
         )
-        console.print(f"kafka (tansu) {broker.bootstrap} · mongodb (secantusdb) "
-                      f"127.0.0.1:{database.port} · objects {settings.object_store}")
+        console.print(
+            f"kafka (tansu) {broker.bootstrap} · mongodb (secantusdb) "
+            f"127.0.0.1:{database.port} · objects {settings.object_store}"
+        )
         return asyncio.run(_run(settings, console))

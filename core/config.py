@@ -145,7 +145,9 @@ class Settings(BaseSettings):
     @classmethod
     def _check_bucket(cls, value: str) -> str:
         if not _BUCKET.match(value) or ".." in value:
-            raise ValueError("must be a valid bucket name: 3-63 lowercase letters, digits, '.', '-'")
+            raise ValueError(
+                "must be a valid bucket name: 3-63 lowercase letters, digits, '.', '-'"
+            )
         return value
 
     @field_validator("device")
@@ -160,7 +162,7 @@ class Settings(BaseSettings):
         return self.object_store != "s3"
 
     def safe_dump(self) -> dict[str, object]:
-        """Every setting by its variable name, secrets masked and URL passwords removed: safe to log."""
+        """Every setting by variable name, secrets masked, URL passwords removed: safe to log."""
         shown: dict[str, object] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -185,7 +187,7 @@ def redact_url(url: str) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build Settings from the environment, turning validation errors into one readable ConfigError."""
+    """Settings from the environment; validation errors become one readable ConfigError."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -1,1 +1,1 @@
-"""Adapters to the outside world: Kafka admin, MongoDB, Redis, object store, local service launchers."""
+"""Adapters to the outside world: Kafka admin, MongoDB, Redis, object store, service launchers."""

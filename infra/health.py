@@ -69,6 +69,4 @@ async def check_all(settings: Settings, timeout_s: float = 5.0) -> list[Componen
             await store.close()
 
     checks = {"kafka": kafka, "mongodb": mongodb, "redis": redis, "object_store": object_store}
-    return list(
-        await asyncio.gather(*(_timed(name, fn, timeout_s) for name, fn in checks.items()))
-    )
+    return list(await asyncio.gather(*(_timed(name, fn, timeout_s) for name, fn in checks.items())))

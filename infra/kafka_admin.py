@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from core.config import Settings
@@ -100,8 +101,10 @@ class KafkaAdmin:
         missing = [s for s in specs if s.name not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, s.replication, topic_configs=s.configs)
-                 for s in missing]
+                [
+                    NewTopic(s.name, s.partitions, s.replication, topic_configs=s.configs)
+                    for s in missing
+                ]
             )
             for name, code, *rest in response.topic_errors:
                 error = for_code(code)
@@ -119,13 +122,16 @@ class KafkaAdmin:
         return outcome
 
     async def topic_configs(self, name: str) -> dict[str, str]:
-        from aiokafka.admin import ConfigResource, ConfigResourceType
-
+        """The topic's effective configuration (name -> value)."""
         responses = await (await self._admin()).describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, name)]
         )
-        resources = responses[0].resources
-        return {entry[0]: entry[1] for entry in resources[0][4]}
+        resource = responses[0].to_object()["resources"][0]
+        if resource["error_code"]:
+            raise for_code(resource["error_code"])(f"{name}: {resource['error_message']}")
+        return {
+            entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
+        }
 
     async def close(self) -> None:
         if self._client is not None:

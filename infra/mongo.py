@@ -33,8 +33,9 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
         IndexSpec((("timestamp", DESCENDING),), "time"),
     ),
     RULES: (
-        IndexSpec((("rule_id", ASCENDING), ("version", DESCENDING)), "rule_version_unique",
-                  unique=True),
+        IndexSpec(
+            (("rule_id", ASCENDING), ("version", DESCENDING)), "rule_version_unique", unique=True
+        ),
         IndexSpec((("enabled", ASCENDING), ("name", ASCENDING)), "enabled_name"),
     ),
     ACTIVITY_LOGS: (
@@ -59,7 +60,7 @@ def database(client: AsyncIOMotorClient, settings: Settings) -> AsyncIOMotorData
 
 
 async def ensure_indexes(db: AsyncIOMotorDatabase) -> None:
-    """Create every collection's indexes; repeating it is a no-op, so every process runs it at start."""
+    """Create every collection's indexes; idempotent, so every process runs it at start."""
     for collection, specs in INDEXES.items():
         await db[collection].create_indexes([spec.model() for spec in specs])
 

@@ -41,10 +41,11 @@ from infra.launchers import (  # noqa: E402
 from infra.launchers.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY  # noqa: E402
 
 _started: dict[str, object] = {}
+_pids: dict[str, int | None] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """tests/integration and params marked `integration` need services; everything else is `unit`."""
+    """tests/integration and params marked `integration` need services; the rest is `unit`."""
     for item in items:
         parts = Path(str(item.fspath)).parts
         if "integration" in parts:
@@ -75,10 +76,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def _describe_services() -> list[str]:
     lines = []
     for name, service in _started.items():
-        pid = service.process.pid if getattr(service, "process", None) else None
+        pid = _pids.get(name)
         if isinstance(service, KafkaBroker):
-            lines.append(f"kafka      Apache Kafka {service.version()} KRaft at {service.bootstrap}, "
-                         f"cluster id {service.cluster_id}")
+            lines.append(
+                f"kafka      Apache Kafka {service.version()} KRaft at {service.bootstrap}, "
+                f"cluster id {service.cluster_id}"
+            )
         elif isinstance(service, SecantusServer):
             lines.append(f"mongodb    secantusdb at {service.uri}")
         elif isinstance(service, RedisServer):
@@ -87,7 +90,7 @@ def _describe_services() -> list[str]:
             lines.append(f"s3         moto server at {service.endpoint_url}")
         else:
             lines.append(name)
-        lines[-1] += f" (pid {pid})" if pid else " (stopped)"
+        lines[-1] += f", pid {pid}"
     return lines
 
 
@@ -98,6 +101,7 @@ def _run(name: str, service) -> Iterator:
         service.stop()
         raise
     _started[name] = service
+    _pids[name] = service.process.pid if service.process else None
     try:
         yield service
     finally:
@@ -142,7 +146,7 @@ def service_settings(
     s3_server: MotoS3Server,
     unique_name: str,
 ) -> Settings:
-    """Settings pointing at every real service, with a topic prefix, database and bucket of its own."""
+    """Settings for every real service, with a topic prefix, database and bucket of its own."""
     return Settings(
         _env_file=None,
         kafka_bootstrap=kafka_broker.bootstrap,

@@ -1,4 +1,4 @@
-"""Apache Kafka 3.9 in KRaft mode, run straight from the Maven Central jars (no tarball, no Docker)."""
+"""Apache Kafka 3.9 in KRaft mode, run straight from Maven Central jars (no tarball, no Docker)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from infra.launchers.process import ManagedProcess, ServiceStartError, free_port
@@ -102,7 +103,7 @@ class KafkaBroker:
         return path
 
     def start(self, timeout_s: float = 90.0) -> None:
-        """Format the storage, start the JVM and return once the broker answers a metadata request."""
+        """Format storage, start the JVM, return once the broker answers a metadata request."""
         java = self._java()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -120,7 +121,15 @@ class KafkaBroker:
             classpath,
         ]
         formatted = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(properties)],
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                self.cluster_id,
+                "-c",
+                str(properties),
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -135,15 +144,25 @@ class KafkaBroker:
         self._process.start(self._answers_metadata, timeout_s=timeout_s, poll_s=0.5)
 
     def _answers_metadata(self) -> bool:
-        return asyncio.run(_cluster_id(self.bootstrap)) == self.cluster_id
+        return probe_cluster_id(self.bootstrap) == self.cluster_id
 
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop()
 
 
+def probe_cluster_id(bootstrap: str) -> str | None:
+    """Ask a broker for its cluster id from synchronous code, even inside a running event loop.
+
+    The probe gets a thread and a loop of its own, because launchers are started from pytest
+    fixtures that may already run inside an event loop.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="kafka-probe") as pool:
+        return pool.submit(lambda: asyncio.run(_cluster_id(bootstrap))).result()
+
+
 async def _cluster_id(bootstrap: str) -> str | None:
-    """The cluster id a broker reports in its metadata response (None until a broker is registered)."""
+    """The cluster id in a broker's metadata response (None until a broker is registered)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     # Refused connections are the expected answer while the broker starts: keep them out of the log.

@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 class ManagedProcess:
-    """One service process. `start()` returns only once `probe()` succeeds, or raises with its log."""
+    """One service process: `start()` returns once `probe()` succeeds, or raises with its log."""
 
     def __init__(
         self,
@@ -50,9 +50,7 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(
-        self, probe: Callable[[], bool], *, timeout_s: float, poll_s: float = 0.1
-    ) -> None:
+    def start(self, probe: Callable[[], bool], *, timeout_s: float, poll_s: float = 0.1) -> None:
         """Launch and poll `probe` until it returns True; fail fast if the process exits."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")

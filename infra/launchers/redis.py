@@ -26,8 +26,21 @@ class RedisServer:
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        argv = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "yes"]
+        argv = [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--protected-mode",
+            "yes",
+        ]
         self.process = ManagedProcess("redis", argv, self.workdir / "redis.log")
         self.process.start(self._pong, timeout_s=timeout_s)
 

@@ -27,11 +27,21 @@ class SecantusServer:
             raise ServiceStartError("secantusdb: `secantusd-py` not found; install secantusdb")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        argv = [binary, "--host", "127.0.0.1", "--port", str(self.port),
-                "--storage-path", self.storage_path, "--log-level", "WARNING"]
+        argv = [
+            binary,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--storage-path",
+            self.storage_path,
+            "--log-level",
+            "WARNING",
+        ]
         # cwd is our own folder so the server's config auto-discovery finds nothing stray.
-        self.process = ManagedProcess("secantusdb", argv, self.workdir / "secantusdb.log",
-                                      cwd=self.workdir)
+        self.process = ManagedProcess(
+            "secantusdb", argv, self.workdir / "secantusdb.log", cwd=self.workdir
+        )
         self.process.start(self._pings, timeout_s=timeout_s)
 
     def _pings(self) -> bool:

@@ -6,11 +6,10 @@ it serves the demo and smoke runs, while correctness tests use Apache Kafka (Kaf
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 from pathlib import Path
 
-from infra.launchers.kafka import _cluster_id
+from infra.launchers.kafka import probe_cluster_id
 from infra.launchers.process import ManagedProcess, ServiceStartError, free_port
 
 
@@ -38,11 +37,20 @@ class TansuBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         url = f"tcp://127.0.0.1:{self.port}"
-        argv = [str(tansu_binary()), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        argv = [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         self.process = ManagedProcess("tansu", argv, self.workdir / "tansu.log")
-        self.process.start(lambda: asyncio.run(_cluster_id(self.bootstrap)) is not None,
-                           timeout_s=timeout_s, poll_s=0.2)
+        self.process.start(
+            lambda: probe_cluster_id(self.bootstrap) is not None, timeout_s=timeout_s, poll_s=0.2
+        )
 
     def stop(self) -> None:
         if self.process is not None:

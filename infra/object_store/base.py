@@ -103,5 +103,5 @@ class ObjectStore(ABC):
     async def health(self) -> str:
         """Raise when the store cannot be used; otherwise a one-line description for /ready."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release clients and threads (nothing to release by default)."""

@@ -1,4 +1,4 @@
-"""The key layout of the bucket, one function per kind of object (mirrors the original R2 layout)."""
+"""The bucket's key layout, one function per kind of object (mirrors the original R2 layout)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def _segment(value: str) -> str:
     return cleaned[:128]
 
 
-def upload_key(source_id: str, request_id: str, extension: str, when: datetime | None = None) -> str:
+def upload_key(
+    source_id: str, request_id: str, extension: str, when: datetime | None = None
+) -> str:
     """`user-uploads/{source}/{YYYY-MM-DD}/{request_id}.{ext}`: an original image as received."""
     when = (when or datetime.now(UTC)).astimezone(UTC)
     ext = _segment(extension.lower().lstrip(".")) or "bin"
@@ -28,9 +30,7 @@ def upload_key(source_id: str, request_id: str, extension: str, when: datetime |
 def result_key(request_id: str, name: str, when: datetime | None = None) -> str:
     """`analysis-results/{YYYY}/{MM}/{DD}/{request_id}/{name}`: e.g. result.json, annotated.jpg."""
     when = (when or datetime.now(UTC)).astimezone(UTC)
-    return validate_key(
-        f"analysis-results/{when:%Y/%m/%d}/{_segment(request_id)}/{_segment(name)}"
-    )
+    return validate_key(f"analysis-results/{when:%Y/%m/%d}/{_segment(request_id)}/{_segment(name)}")
 
 
 def model_prefix(name: str, version: str) -> str:

@@ -51,7 +51,9 @@ class LocalObjectStore(ObjectStore):
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> ObjectInfo:
+    def _put(
+        self, key: str, data: bytes, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
         data_path, meta_path = self._paths(key)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()  # S3's ETag for a plain put
         sidecar = {"content_type": content_type, "etag": etag, "metadata": metadata}
@@ -104,8 +106,9 @@ class LocalObjectStore(ObjectStore):
                 if key.startswith(prefix):
                     info = self._head(key)
                     found.append(
-                        ObjectInfo(info.key, info.size, info.content_type, info.etag,
-                                   info.last_modified)
+                        ObjectInfo(
+                            info.key, info.size, info.content_type, info.etag, info.last_modified
+                        )
                     )
         return sorted(found, key=lambda info: info.key)
 

@@ -114,8 +114,13 @@ class S3ObjectStore(ObjectStore):
     ) -> ObjectInfo:
         validate_key(key)
         await self._run(
-            self._call, key, "put_object", Key=key, Body=bytes(data),
-            ContentType=content_type, Metadata=normalize_metadata(metadata),
+            self._call,
+            key,
+            "put_object",
+            Key=key,
+            Body=bytes(data),
+            ContentType=content_type,
+            Metadata=normalize_metadata(metadata),
         )
         return await self.head(key)
 
@@ -149,13 +154,15 @@ class S3ObjectStore(ObjectStore):
             try:
                 for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                     for item in page.get("Contents", []):
-                        found.append(ObjectInfo(
-                            key=item["Key"],
-                            size=int(item["Size"]),
-                            content_type=DEFAULT_CONTENT_TYPE,
-                            etag=str(item.get("ETag", "")).strip('"'),
-                            last_modified=item["LastModified"],
-                        ))
+                        found.append(
+                            ObjectInfo(
+                                key=item["Key"],
+                                size=int(item["Size"]),
+                                content_type=DEFAULT_CONTENT_TYPE,
+                                etag=str(item.get("ETag", "")).strip('"'),
+                                last_modified=item["LastModified"],
+                            )
+                        )
             except ClientError as exc:
                 raise ObjectStoreError(f"s3 list {self.bucket}/{prefix}: {exc}") from exc
             return sorted(found, key=lambda info: info.key)

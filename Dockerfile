@@ -1,0 +1,14 @@
+# One image for the API and the workers; docker-compose.yml picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY core core
+COPY infra infra
+COPY streams streams
+COPY agents agents
+COPY api api
+COPY control control
+RUN pip install --no-cache-dir .
+USER nobody
+CMD ["mugpos", "--help"]

@@ -1,0 +1,33 @@
+"""Topic names and their declared specs come from settings."""
+
+from __future__ import annotations
+
+from core.config import Settings
+from infra.kafka_admin import topic_specs
+from schemas.topics import TopicNames
+
+
+def test_public_topic_names_follow_the_prefix() -> None:
+    names = TopicNames("site-a")
+    assert names.public() == (
+        "site-a.images.v1",
+        "site-a.results.v1",
+        "site-a.dlq.v1",
+        "site-a.alerts.v1",
+        "site-a.control.v1",
+    )
+
+
+def test_specs_take_partitions_replication_and_retention_from_settings() -> None:
+    settings = Settings(
+        _env_file=None,
+        topic_prefix="p",
+        topic_partitions=9,
+        topic_replication=3,
+        topic_retention_ms=1234,
+    )
+    specs = {spec.name: spec for spec in topic_specs(settings)}
+    assert set(specs) == set(TopicNames("p").public())
+    assert {(s.partitions, s.replication) for s in specs.values()} == {(9, 3)}
+    assert {s.configs["retention.ms"] for s in specs.values()} == {"1234"}
+    assert specs["p.control.v1"].configs["cleanup.policy"] == "compact,delete"
