@@ -80,7 +80,7 @@ class Settings(BaseSettings):
 
     # API
     jwt_secret: SecretStr | None = Field(
-        None, description="HS256 signing key for API tokens; the API refuses to start without it."
+        None, description="HS256 signing key for API tokens (secret)."
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

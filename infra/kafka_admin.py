@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -99,6 +100,7 @@ class KafkaAdmin:
         existing = await self.partitions([s.name for s in specs])
         outcome: dict[str, str] = {}
         missing = [s for s in specs if s.name not in existing]
+        raced: list[str] = []
         if missing:
             response = await admin.create_topics(
                 [
@@ -108,10 +110,15 @@ class KafkaAdmin:
             )
             for name, code, *rest in response.topic_errors:
                 error = for_code(code)
-                if code and error is not TopicAlreadyExistsError:
+                if error is TopicAlreadyExistsError:
+                    raced.append(name)  # created meanwhile, e.g. by another worker starting
+                elif code:
                     message = rest[0] if rest else ""
                     raise error(f"cannot create topic {name}: {message}")
-                outcome[name] = "created"
+                else:
+                    outcome[name] = "created"
+        if raced:
+            existing.update(await self._visible_partitions(raced))
         for s in specs:
             if s.name in existing:
                 if existing[s.name] < s.partitions:
@@ -120,6 +127,15 @@ class KafkaAdmin:
                 else:
                     outcome[s.name] = "exists"
         return outcome
+
+    async def _visible_partitions(
+        self, names: list[str], timeout_s: float = 10.0
+    ) -> dict[str, int]:
+        """Partition counts of topics that exist but may not be in the metadata yet."""
+        async with asyncio.timeout(timeout_s):
+            while len(found := await self.partitions(names)) < len(names):  # noqa: ASYNC110 - polling a remote broker
+                await asyncio.sleep(0.1)
+        return found
 
     async def topic_configs(self, name: str) -> dict[str, str]:
         """The topic's effective configuration (name -> value)."""
