@@ -8,21 +8,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from core.config import ConfigError, Settings, load_settings
+from control.console import console, load_or_exit
+from control.models_cli import models_app, synth, train
 
-app = typer.Typer(help="H200 Intelligent Mug Positioning System", no_args_is_help=True)
-console = Console()
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+app = typer.Typer(
+    help="H200 Intelligent Mug Positioning System",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(synth)
+app.command()(train)
+app.add_typer(models_app, name="models")
 
 
 @app.callback()
@@ -37,7 +35,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 def config() -> None:
     """Show the effective configuration (secrets masked)."""
     table = Table("variable", "value")
-    for name, value in _settings().safe_dump().items():
+    for name, value in load_or_exit().safe_dump().items():
         table.add_row(name, "" if value is None else value)
     console.print(table)
 
@@ -47,7 +45,7 @@ def check(timeout: Annotated[float, typer.Option(help="Seconds per component.")]
     """Check Kafka, MongoDB, Redis and the object store; exit 1 if any is failing."""
     from infra.health import check_all
 
-    results = asyncio.run(check_all(_settings(), timeout_s=timeout))
+    results = asyncio.run(check_all(load_or_exit(), timeout_s=timeout))
     table = Table("component", "status", "detail", "ms")
     for result in results:
         status = "[green]ok[/]" if result.ok else "[red]failing[/]"
@@ -62,7 +60,7 @@ def setup() -> None:
     """Declare topics, create MongoDB indexes and the bucket. Safe to repeat."""
     from infra.provision import provision
 
-    for name, outcome in asyncio.run(provision(_settings())).items():
+    for name, outcome in asyncio.run(provision(load_or_exit())).items():
         console.print(f"{name}: {outcome}")
 
 
@@ -77,3 +75,25 @@ def demo(
 
     if not run_demo(workdir, console):
         raise typer.Exit(1)
+
+
+def run() -> None:
+    """Console-script entry: known failures print one line and exit 1, never a stack trace."""
+    from aiokafka.errors import KafkaError
+
+    from core.models.manifest import ModelIntegrityError, ModelNotFound
+    from infra.launchers import ServiceStartError
+    from infra.object_store import ObjectStoreError
+
+    try:
+        app()
+    except (
+        KafkaError,
+        ModelIntegrityError,
+        ModelNotFound,
+        ObjectStoreError,
+        ServiceStartError,
+        OSError,
+    ) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None

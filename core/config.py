@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.models.class_map import DEFAULT_CLASS_MAP, ROLES
+
 ENV_PREFIX = "MUGPOS_"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -75,8 +77,32 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = Field(None, description="Secret access key.")
 
     # Models and devices
+    model: str = Field(
+        "mugdet-synth:1.0.0", description="Detector to serve, as `name:version` or `name:latest`."
+    )
     model_dir: Path | None = Field(None, description="Local directory searched first for models.")
+    model_cache_dir: Path = Field(
+        Path("~/.cache/mugpos/models"), description="Where models from the object store are kept."
+    )
     device: str = Field("auto", description="`auto`, `cpu`, `cuda` or `cuda:N`.")
+    detector_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto",
+        description="`torch` (.pt), `onnx` (ONNX Runtime) or `auto` (torch on CUDA, else onnx).",
+    )
+    model_memory_budget_mb: PositiveInt = Field(
+        2048, description="Memory for loaded model versions on CPU (on CUDA: 80% of the device)."
+    )
+    confidence_threshold: float = Field(
+        0.25, ge=0.0, le=1.0, description="Default minimum detection confidence."
+    )
+    class_map: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CLASS_MAP.items()},
+        description="JSON: role -> model class names (roles: mug, coaster, table, hazard).",
+    )
+    clip_model: str = Field("ViT-B-32", description="open_clip architecture for mug attributes.")
+    clip_weights: Path | None = Field(
+        None, description="Local CLIP checkpoint; unset disables CLIP attributes."
+    )
 
     # API
     jwt_secret: SecretStr | None = Field(
@@ -148,6 +174,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be a valid bucket name: 3-63 lowercase letters, digits, '.', '-'"
             )
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        name, _, version = value.partition(":")
+        if not name or not version:
+            raise ValueError("must be name:version, e.g. mugdet-synth:1.0.0 or mugdet-synth:latest")
+        return value
+
+    @field_validator("model_cache_dir", "model_dir", "clip_weights")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("class_map")
+    @classmethod
+    def _check_class_map(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = set(value) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
         return value
 
     @field_validator("device")

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from core.config import Settings
 from infra.object_store.base import (
@@ -92,6 +92,8 @@ class S3ObjectStore(ObjectStore):
             if key is not None and code in _NOT_FOUND:
                 raise ObjectNotFound(key) from None
             raise ObjectStoreError(f"s3 {operation} on {self.bucket}/{key or ''}: {exc}") from exc
+        except BotoCoreError as exc:  # no credentials, endpoint unreachable, ...
+            raise ObjectStoreError(f"s3 {operation} on {self.bucket}/{key or ''}: {exc}") from exc
 
     @staticmethod
     def _info(key: str, response: dict[str, Any]) -> ObjectInfo:
@@ -163,7 +165,7 @@ class S3ObjectStore(ObjectStore):
                                 last_modified=item["LastModified"],
                             )
                         )
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise ObjectStoreError(f"s3 list {self.bucket}/{prefix}: {exc}") from exc
             return sorted(found, key=lambda info: info.key)
 

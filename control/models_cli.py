@@ -1,0 +1,104 @@
+"""`mugpos synth`, `mugpos train` and `mugpos models list|push|pull`."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from control.console import console, load_or_exit
+from core.config import Settings
+
+models_app = typer.Typer(help="List, publish and fetch model versions.", no_args_is_help=True)
+
+
+def synth(
+    out: Annotated[Path, typer.Option(help="Output folder (images/, labels/, truth/).")],
+    count: Annotated[int, typer.Option(min=1)] = 100,
+    size: Annotated[int, typer.Option(min=64, help="Square image size in pixels.")] = 640,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Generate top-down table scenes with YOLO labels and ground truth in centimetres."""
+    from core.synth.dataset import write_dataset
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("scenes", total=count)
+        data = write_dataset(
+            out, count, size, seed, progress=lambda done: progress.update(task, completed=done)
+        )
+    console.print(f"{count} scenes in {out} (YOLO dataset file {data})")
+
+
+def train(
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Train on generated scenes.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 50,
+    imgsz: Annotated[int, typer.Option(help="320 or 640.")] = 320,
+    seed: Annotated[int, typer.Option()] = 1,
+    scenes: Annotated[int, typer.Option(min=10, help="Training scenes.")] = 300,
+    version: Annotated[str, typer.Option()] = "1.0.0",
+    out: Annotated[Path | None, typer.Option(help="Where weights + manifest go.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Datasets and runs.")] = None,
+) -> None:
+    """Train YOLOv8n from scratch on generated scenes, offline; writes weights and a manifest."""
+    from core.models.training import TrainRecipe
+    from core.models.training import train as run_training
+
+    if not synthetic:
+        console.print(
+            "[red]error:[/] only --synthetic training is supported (no datasets can be fetched)"
+        )
+        raise typer.Exit(2)
+    if imgsz % 32:
+        console.print("[red]error:[/] --imgsz must be a multiple of 32")
+        raise typer.Exit(2)
+    recipe = TrainRecipe(
+        epochs=epochs, imgsz=imgsz, seed=seed, train_scenes=scenes, version=version
+    )
+    target = out or Path("assets/models") / recipe.name / version
+    work = workdir or Path(tempfile.mkdtemp(prefix="mugpos-train-"))
+    manifest = run_training(recipe, work, target, log=console.print)
+    console.print(f"wrote {manifest.ref} to {target}: {manifest.metrics}")
+
+
+def _store(settings: Settings):
+    from infra.model_store import model_store_from_settings
+    from infra.object_store import create_object_store
+
+    return model_store_from_settings(settings, create_object_store(settings))
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Every model version in MUGPOS_MODEL_DIR, the object store and the bundle."""
+    from infra.object_store import ObjectStoreError
+
+    store = _store(load_or_exit())
+    try:
+        found = asyncio.run(store.list())
+    except ObjectStoreError as exc:
+        console.print(f"[yellow]object store skipped:[/] {exc}", highlight=False)
+        store.object_store = None
+        found = asyncio.run(store.list())
+    table = Table("model", "source")
+    for ref, source in found:
+        table.add_row(ref, source)
+    console.print(table)
+
+
+@models_app.command()
+def push(directory: Annotated[Path, typer.Argument(help="A folder with manifest.json.")]) -> None:
+    """Verify a local model version and upload it to models/{name}/{version}/ in the store."""
+    manifest = asyncio.run(_store(load_or_exit()).push(directory))
+    console.print(f"pushed {manifest.ref} ({len(manifest.files)} file(s))")
+
+
+@models_app.command()
+def pull(ref: Annotated[str, typer.Argument(help="name:version")]) -> None:
+    """Resolve a model version through the sources, downloading and verifying it if needed."""
+    files = asyncio.run(_store(load_or_exit()).resolve(ref))
+    console.print(f"{files.manifest.ref} from {files.source} at {files.path}")

@@ -1,0 +1,115 @@
+"""Inference backends: the raw YOLOv8 head output for a preprocessed batch, nothing more.
+
+Both return an array of shape (batch, 4 + classes, anchors) with boxes as centre-x, centre-y,
+width, height in model-input pixels, so pre- and post-processing are shared and the backends are
+interchangeable.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from core.models.offline import prepare_offline
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def memory_bytes(self) -> int: ...
+
+
+def resolve_device(setting: str) -> str:
+    """`auto` picks the first CUDA device when one exists; otherwise the setting as given."""
+    import torch
+
+    if setting == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {setting!r} requested but CUDA is not available here")
+    return "cuda:0" if setting == "cuda" else setting
+
+
+class TorchBackend:
+    """ultralytics `.pt` weights run as a plain fused torch module (fp16 on CUDA)."""
+
+    name = "torch"
+
+    def __init__(self, weights: Path, device: str = "cpu", half: bool | None = None) -> None:
+        prepare_offline()
+        import torch
+        from ultralytics import YOLO
+
+        self.device = device
+        self._torch = torch
+        module = YOLO(str(weights)).model
+        module = module.fuse(verbose=False) if hasattr(module, "fuse") else module
+        self.half = device.startswith("cuda") if half is None else half
+        module = module.to(device).eval()
+        self._module = module.half() if self.half else module.float()
+        self.class_names = [module.names[i] for i in sorted(module.names)]
+        self._bytes = sum(
+            t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()]
+        )
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            tensor = torch.from_numpy(batch).to(self.device)
+            tensor = tensor.half() if self.half else tensor
+            output = self._module(tensor)
+            output = output[0] if isinstance(output, tuple | list) else output
+            return output.float().cpu().numpy()
+
+    def memory_bytes(self) -> int:
+        return self._bytes
+
+
+def export_onnx(weights: Path, out: Path, imgsz: int) -> Path:
+    """Export `.pt` weights to ONNX with a dynamic batch axis, offline (no simplifier download)."""
+    prepare_offline()
+    from ultralytics import YOLO
+
+    exported = Path(
+        YOLO(str(weights)).export(
+            format="onnx", imgsz=imgsz, dynamic=True, simplify=False, device="cpu", verbose=False
+        )
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    exported.replace(out)
+    return out
+
+
+class OnnxBackend:
+    """ONNX Runtime: the faster CPU path at small batches; CUDA provider when available."""
+
+    name = "onnx"
+
+    def __init__(self, model: Path, device: str = "cpu", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            index = int(device.split(":")[1]) if ":" in device else 0
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        self.device = device
+        self._session = ort.InferenceSession(str(model), options, providers=providers)
+        self._input = self._session.get_inputs()[0].name
+        self._bytes = model.stat().st_size
+        self._lock = threading.Lock()  # one run at a time keeps thread use predictable
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._session.run(None, {self._input: batch.astype(np.float32)})[0]
+
+    def memory_bytes(self) -> int:
+        return self._bytes

@@ -1,0 +1,26 @@
+"""Map a model's class names onto the roles positioning works with, so COCO weights work unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ROLES = ("mug", "coaster", "table", "hazard")
+OTHER = "other"
+DEFAULT_CLASS_MAP: dict[str, list[str]] = {
+    "mug": ["mug", "cup"],
+    "coaster": ["coaster"],
+    "table": ["table", "dining table"],
+    "hazard": ["laptop", "keyboard", "cell phone", "book"],
+}
+
+
+class ClassMap:
+    def __init__(self, roles: Mapping[str, list[str]] | None = None) -> None:
+        mapping = DEFAULT_CLASS_MAP if roles is None else roles
+        unknown = set(mapping) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+        self._role_of = {name.lower(): role for role, names in mapping.items() for name in names}
+
+    def role(self, class_name: str) -> str:
+        return self._role_of.get(class_name.lower(), OTHER)

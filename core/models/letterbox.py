@@ -1,0 +1,54 @@
+"""Fit any image into the model's fixed square input, and map boxes back to the original image.
+
+Every image of a batch gets the same shape this way, which is what makes batched results identical
+to one-by-one results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114  # the grey ultralytics pads with, so trained weights see what they expect
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    scale: float
+    pad_x: int
+    pad_y: int
+    width: int  # original image size
+    height: int
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """Boxes (N, 4) xyxy in model-input pixels -> original-image pixels, clipped to the image."""
+        out = boxes.astype(np.float64, copy=True)
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.width)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, self.height)
+        return out
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """An RGB uint8 (H, W, 3) image resized to fit `size`x`size`, centred on grey padding."""
+    height, width = image.shape[:2]
+    scale = min(size / width, size / height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = (
+        image
+        if (new_w, new_h) == (width, height)
+        else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    return canvas, Letterbox(scale, pad_x, pad_y, width, height)
+
+
+def to_batch(images: list[np.ndarray]) -> np.ndarray:
+    """Letterboxed HWC uint8 images -> one NCHW float32 batch in [0, 1]."""
+    stacked = np.stack(images).astype(np.float32) / 255.0
+    return np.ascontiguousarray(stacked.transpose(0, 3, 1, 2))

@@ -1,0 +1,168 @@
+"""Load, cache, serve and hot-swap detector versions within a memory budget.
+
+A caller takes the active detector at the start of a batch and keeps it for that batch, so a swap
+to another version never changes a batch in flight: the new version is loaded and warmed up first,
+then made active in one assignment; the old one leaves the cache only by LRU eviction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from core.models import metrics
+from core.models.backends import Backend, OnnxBackend, TorchBackend, export_onnx, resolve_device
+from core.models.class_map import ClassMap
+from core.models.detector import Detector, DetectorConfig
+from core.models.manifest import ModelFiles, sha256_file
+from core.models.types import Detection
+
+log = logging.getLogger(__name__)
+BackendChoice = Literal["auto", "torch", "onnx"]
+Resolver = Callable[[str], Awaitable[ModelFiles]]
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    ref: str
+    detector: Detector
+    memory_bytes: int
+    load_seconds: float
+
+
+class ModelBudgetError(RuntimeError):
+    """A model does not fit in the memory budget even with everything else evicted."""
+
+
+class ModelManager:
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        device: str = "auto",
+        backend: BackendChoice = "auto",
+        cpu_budget_bytes: int = 2 << 30,
+        export_dir: Path,
+        class_map: ClassMap | None = None,
+        detector_config: DetectorConfig | None = None,
+    ) -> None:
+        self._resolve = resolve
+        self.device = resolve_device(device)
+        self.backend_choice = backend
+        self.budget_bytes = self._budget(cpu_budget_bytes)
+        self.export_dir = export_dir
+        self.class_map = class_map or ClassMap()
+        self.detector_config = detector_config or DetectorConfig()
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._active: LoadedModel | None = None
+        self._lock = asyncio.Lock()
+
+    def _budget(self, cpu_budget: int) -> int:
+        if self.device.startswith("cuda"):
+            import torch
+
+            _, total = torch.cuda.mem_get_info(torch.device(self.device))
+            return int(total * 0.8)  # leave room for activations of large batches
+        return cpu_budget
+
+    @property
+    def backend_name(self) -> str:
+        if self.backend_choice != "auto":
+            return self.backend_choice
+        return "torch" if self.device.startswith("cuda") else "onnx"
+
+    @property
+    def active(self) -> LoadedModel:
+        if self._active is None:
+            raise RuntimeError("no model is active; call activate() first")
+        return self._active
+
+    def loaded(self) -> list[str]:
+        """Loaded versions, least recently used first."""
+        return list(self._loaded)
+
+    def used_bytes(self) -> int:
+        return sum(m.memory_bytes for m in self._loaded.values())
+
+    async def get(self, ref: str) -> LoadedModel:
+        """A loaded model version, loading (and evicting older ones) when needed."""
+        async with self._lock:
+            files = await self._resolve(ref)
+            key = files.manifest.ref
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            model = await asyncio.to_thread(self._load, files)
+            self._make_room(model.memory_bytes)
+            self._loaded[key] = model
+            return model
+
+    async def activate(self, ref: str) -> LoadedModel:
+        """Hot swap: load and warm `ref` fully, then make it the version new batches use."""
+        model = await self.get(ref)
+        previous, self._active = self._active, model
+        if previous is not model:
+            log.info("active model %s -> %s", previous.ref if previous else None, model.ref)
+        return model
+
+    def detect(
+        self, images: list[np.ndarray], confidence: float | None = None
+    ) -> tuple[str, list[list[Detection]]]:
+        """Run the active version on a batch (call from a worker thread); returns (ref, results)."""
+        model = self.active  # taken once: a swap during this batch does not affect it
+        started = time.perf_counter()
+        results = model.detector.detect(images, confidence)
+        metrics.INFERENCE_SECONDS.labels(model.ref).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(model.ref).observe(len(images))
+        return model.ref, results
+
+    def _make_room(self, needed: int) -> None:
+        if needed > self.budget_bytes:
+            raise ModelBudgetError(
+                f"model needs {needed / 2**20:.0f} MiB, the budget is {self.budget_bytes / 2**20:.0f} MiB"
+            )
+        while self.used_bytes() + needed > self.budget_bytes:
+            victim = next(
+                (r for r in self._loaded if self._active is None or r != self._active.ref), None
+            )
+            if victim is None:
+                raise ModelBudgetError("the active model leaves no room for another version")
+            evicted = self._loaded.pop(victim)
+            metrics.MODEL_MEMORY_BYTES.labels(victim, self.backend_name).set(0)
+            log.info("evicted model %s (%d bytes)", victim, evicted.memory_bytes)
+
+    def _backend(self, files: ModelFiles) -> Backend:
+        if self.backend_name == "torch":
+            return TorchBackend(files.weights, self.device)
+        onnx = files.path / "model.onnx"
+        if "model.onnx" not in files.manifest.files:
+            # Exported once per weights checksum and reused, so a changed .pt never reuses stale ONNX.
+            digest = sha256_file(files.weights)[:16]
+            onnx = self.export_dir / files.manifest.name / files.manifest.version / f"{digest}.onnx"
+            if not onnx.exists():
+                export_onnx(files.weights, onnx, files.manifest.input_size)
+        return OnnxBackend(onnx, self.device)
+
+    def _load(self, files: ModelFiles) -> LoadedModel:
+        started = time.perf_counter()
+        backend = self._backend(files)
+        manifest = files.manifest
+        detector = Detector(
+            backend, manifest.classes, manifest.input_size, self.class_map, self.detector_config
+        )
+        size = manifest.input_size
+        detector.detect([np.zeros((size, size, 3), dtype=np.uint8)])  # warm-up
+        seconds = time.perf_counter() - started
+        memory = backend.memory_bytes()
+        metrics.MODEL_LOAD_SECONDS.labels(manifest.ref, backend.name).observe(seconds)
+        metrics.MODEL_MEMORY_BYTES.labels(manifest.ref, backend.name).set(memory)
+        log.info("loaded %s (%s on %s) in %.2f s", manifest.ref, backend.name, self.device, seconds)
+        return LoadedModel(manifest.ref, detector, memory, seconds)

@@ -1,0 +1,254 @@
+"""Draw a `Scene` as a photo-like top-down image, with YOLO labels that match what was drawn.
+
+Domain randomisation: table colour and wood grain, floor, lighting gradient, soft shadows, sensor
+noise, blur and a slight perspective tilt. Drawing happens at twice the size and is downsampled, so
+edges are anti-aliased. Mug labels box the mug body (the rim circle), not the handle, so a mug box's
+width is the mug's diameter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from core.synth.scene import CLASSES, HANDLE_DIRECTIONS, Circle, Rect, Scene
+
+_SS = 2  # supersampling factor
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """One object as a box in output pixels (xyxy) with its class."""
+
+    class_name: str
+    box: tuple[float, float, float, float]
+
+    def yolo(self, size: int) -> str:
+        x0, y0, x1, y1 = self.box
+        cx, cy, w, h = (
+            (x0 + x1) / 2 / size,
+            (y0 + y1) / 2 / size,
+            (x1 - x0) / size,
+            (y1 - y0) / size,
+        )
+        return f"{CLASSES.index(self.class_name)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
+
+
+def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """3x3 matrix mapping the four `src` points onto the four `dst` points."""
+    rows = []
+    for (x, y), (u, v) in zip(src, dst, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
+    _, _, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64))
+    matrix = vt[-1].reshape(3, 3)
+    return matrix / matrix[2, 2]
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    homogeneous = np.c_[points, np.ones(len(points))] @ matrix.T
+    return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def _circle_points(circle: Circle, scale: float) -> np.ndarray:
+    angles = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+    return (
+        np.c_[
+            circle.cx + circle.radius * np.cos(angles), circle.cy + circle.radius * np.sin(angles)
+        ]
+        * scale
+    )
+
+
+def _rect_points(rect: Rect, scale: float) -> np.ndarray:
+    return (
+        np.array([[rect.x0, rect.y0], [rect.x1, rect.y0], [rect.x1, rect.y1], [rect.x0, rect.y1]])
+        * scale
+    )
+
+
+def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    return tuple(max(0, min(255, int(c * factor))) for c in colour)  # type: ignore[return-value]
+
+
+def _contrasting_floor(scene: Scene) -> tuple[int, int, int]:
+    """The floor colour, darkened if it is too close to the table to show the table's edges."""
+    if sum(abs(a - b) for a, b in zip(scene.floor_colour, scene.table_colour, strict=True)) < 120:
+        return _shade(scene.table_colour, 0.35)
+    return scene.floor_colour
+
+
+def render_scene(scene: Scene, size: int) -> tuple[Image.Image, list[Label]]:
+    rng = random.Random(scene.seed * 7919 + size)
+    k = scene.px_per_cm * _SS  # cm -> supersampled px
+    canvas = Image.new("RGB", (size * _SS, size * _SS), _contrasting_floor(scene))
+    draw = ImageDraw.Draw(canvas)
+
+    def box(rect: Rect) -> tuple[float, float, float, float]:
+        return (rect.x0 * k, rect.y0 * k, rect.x1 * k, rect.y1 * k)
+
+    def disc(circle: Circle, grow_cm: float = 0.0) -> tuple[float, float, float, float]:
+        r = circle.radius + grow_cm
+        return ((circle.cx - r) * k, (circle.cy - r) * k, (circle.cx + r) * k, (circle.cy + r) * k)
+
+    # Table with wood grain and a darker rim so its edges read as edges.
+    table = scene.table
+    draw.rectangle(box(table), fill=_shade(scene.table_colour, 0.7))
+    inset = Rect(table.x0 + 0.6, table.y0 + 0.6, table.x1 - 0.6, table.y1 - 0.6)
+    draw.rectangle(box(inset), fill=scene.table_colour)
+    vertical = rng.random() < 0.5
+    for _ in range(rng.randint(10, 40)):
+        tone = _shade(scene.table_colour, rng.uniform(0.85, 1.12))
+        at = rng.uniform(0, scene.view.width)
+        width = rng.uniform(0.2, 1.2) * k
+        if vertical:
+            draw.line([(at * k, inset.y0 * k), (at * k, inset.y1 * k)], fill=tone, width=int(width))
+        else:
+            draw.line([(inset.x0 * k, at * k), (inset.x1 * k, at * k)], fill=tone, width=int(width))
+    draw.rectangle(
+        box(Rect(-50, -50, table.x0, scene.view.y1 + 50)), fill=_contrasting_floor(scene)
+    )
+    for edge in (
+        Rect(table.x1, -50, scene.view.x1 + 50, scene.view.y1 + 50),
+        Rect(-50, -50, scene.view.x1 + 50, table.y0),
+        Rect(-50, table.y1, scene.view.x1 + 50, scene.view.y1 + 50),
+    ):
+        draw.rectangle(box(edge), fill=_contrasting_floor(scene))
+
+    for item in scene.clutter:
+        draw.rectangle(box(item.rect), fill=item.colour)
+        if item.kind == "paper":
+            for line in range(3, int(item.rect.height) - 2, 2):
+                y = (item.rect.y0 + line) * k
+                draw.line(
+                    [((item.rect.x0 + 2) * k, y), ((item.rect.x1 - 2) * k, y)],
+                    fill=_shade(item.colour, 0.75),
+                    width=_SS,
+                )
+
+    if scene.device is not None:
+        rect = scene.device.rect
+        body = (rng.randint(25, 70),) * 3
+        draw.rounded_rectangle(box(rect), radius=1.0 * k, fill=body)
+        keys = Rect(rect.x0 + 1.5, rect.y0 + 1.5, rect.x1 - 1.5, rect.y1 - 1.5)
+        if scene.device.kind == "laptop":  # a screen half and a keyboard half
+            horizontal = rect.width >= rect.height
+            half = (
+                Rect(rect.x0 + 1.5, rect.y0 + 1.5, rect.x1 - 1.5, (rect.y0 + rect.y1) / 2)
+                if horizontal
+                else Rect(rect.x0 + 1.5, rect.y0 + 1.5, (rect.x0 + rect.x1) / 2, rect.y1 - 1.5)
+            )
+            draw.rectangle(box(half), fill=(rng.randint(20, 60), rng.randint(40, 90), 120))
+            keys = (
+                Rect(half.x0, half.y1 + 1, rect.x1 - 1.5, rect.y1 - 1.5)
+                if horizontal
+                else Rect(half.x1 + 1, half.y0, rect.x1 - 1.5, rect.y1 - 1.5)
+            )
+        key = _shade(body, 1.8)
+        step = 1.9
+        y = keys.y0
+        while y + 1.4 <= keys.y1:
+            x = keys.x0
+            while x + 1.4 <= keys.x1:
+                draw.rectangle(box(Rect(x, y, x + 1.4, y + 1.4)), fill=key)
+                x += step
+            y += step
+
+    for coaster in scene.coasters:
+        shape = coaster.shape
+        if coaster.square:
+            draw.rounded_rectangle(
+                disc(shape),
+                radius=0.8 * k,
+                fill=coaster.colour,
+                outline=_shade(coaster.colour, 0.6),
+                width=_SS * 2,
+            )
+        else:
+            draw.ellipse(
+                disc(shape), fill=coaster.colour, outline=_shade(coaster.colour, 0.6), width=_SS * 2
+            )
+
+    # Soft shadows under the mugs, then the mugs: handle ring, body, rim and contents.
+    shadow = Image.new("L", canvas.size, 0)
+    shadow_draw = ImageDraw.Draw(shadow)
+    light = rng.uniform(0, 2 * math.pi)
+    for mug in scene.mugs:
+        offset = Circle(
+            mug.body.cx + 0.8 * math.cos(light),
+            mug.body.cy + 0.8 * math.sin(light),
+            mug.body.diameter,
+        )
+        shadow_draw.ellipse(disc(offset, 0.3), fill=rng.randint(70, 130))
+    shadow = shadow.filter(ImageFilter.GaussianBlur(1.2 * k))
+    canvas = Image.composite(Image.new("RGB", canvas.size, (0, 0, 0)), canvas, shadow)
+    draw = ImageDraw.Draw(canvas)
+    for mug in scene.mugs:
+        body = mug.body
+        angle = math.radians(HANDLE_DIRECTIONS[mug.handle_direction])
+        hx = body.cx + (body.radius + 0.9) * math.cos(angle)
+        hy = body.cy + (body.radius + 0.9) * math.sin(angle)
+        handle = Circle(hx, hy, 3.2)
+        draw.ellipse(disc(handle), outline=_shade(mug.colour, 0.85), width=int(0.9 * k))
+        draw.ellipse(disc(body), fill=_shade(mug.colour, 0.8))
+        draw.ellipse(disc(body, -0.5), fill=mug.colour)
+        contents = rng.choice([(60, 35, 20), (110, 70, 40), _shade(mug.colour, 0.6)])
+        draw.ellipse(disc(body, -1.0), fill=contents)
+
+    image = canvas.resize((size, size), Image.Resampling.LANCZOS)
+
+    # Lighting: a linear gradient across the picture, then sensor noise and blur.
+    array = np.asarray(image, dtype=np.float32)
+    gx, gy = rng.uniform(-0.25, 0.25), rng.uniform(-0.25, 0.25)
+    ramp = np.linspace(-1, 1, size, dtype=np.float32)
+    gain = rng.uniform(0.8, 1.15) + gx * ramp[None, :] + gy * ramp[:, None]
+    array = array * gain[:, :, None]
+    noise = np.random.default_rng(scene.seed).normal(0, rng.uniform(1, 7), array.shape)
+    image = Image.fromarray(np.clip(array + noise, 0, 255).astype(np.uint8))
+    blur = rng.uniform(0, 1.0)
+    if blur > 0.3:
+        image = image.filter(ImageFilter.GaussianBlur(blur))
+
+    # A slight perspective tilt; labels go through the same mapping as the pixels.
+    corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
+    jitter = 0.015 * size
+    moved = corners + np.array(
+        [[rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter)] for _ in range(4)]
+    )
+    forward = _homography(corners, moved)
+    backward = np.linalg.inv(forward)
+    image = image.transform(
+        (size, size),
+        Image.Transform.PERSPECTIVE,
+        tuple((backward / backward[2, 2]).flatten()[:8]),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=_contrasting_floor(scene),
+    )
+
+    def label(name: str, points: np.ndarray) -> Label | None:
+        mapped = _apply(forward, points)
+        x0, y0 = np.clip(mapped.min(axis=0), 0, size)
+        x1, y1 = np.clip(mapped.max(axis=0), 0, size)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return None
+        return Label(name, (float(x0), float(y0), float(x1), float(y1)))
+
+    scale = scene.px_per_cm
+    candidates = [label("table", _rect_points(scene.table, scale))]
+    candidates += [label("mug", _circle_points(m.body, scale)) for m in scene.mugs]
+    candidates += [
+        label(
+            "coaster",
+            _circle_points(c.shape, scale)
+            if not c.square
+            else _rect_points(c.shape.bounds(), scale),
+        )
+        for c in scene.coasters
+    ]
+    if scene.device is not None:
+        candidates.append(label(scene.device.kind, _rect_points(scene.device.rect, scale)))
+    return image, [c for c in candidates if c is not None]

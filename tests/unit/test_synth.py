@@ -1,0 +1,82 @@
+"""The scene generator: deterministic, labels agree with ground truth, distances consistent."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.synth import CLASSES, render_scene, sample_scene
+from core.synth.dataset import write_dataset
+from core.synth.scene import Rect
+
+SEEDS = range(30)
+
+
+def test_same_seed_same_scene_and_pixels() -> None:
+    first_image, first_labels = render_scene(sample_scene(7, 320), 320)
+    again_image, again_labels = render_scene(sample_scene(7, 320), 320)
+    assert np.array_equal(np.asarray(first_image), np.asarray(again_image))
+    assert first_labels == again_labels
+    assert sample_scene(7, 320).ground_truth() == sample_scene(7, 320).ground_truth()
+
+
+def test_different_seeds_differ() -> None:
+    assert sample_scene(1, 320).ground_truth() != sample_scene(2, 320).ground_truth()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_labels_match_ground_truth(seed: int) -> None:
+    scene = sample_scene(seed, 320)
+    _, labels = render_scene(scene, 320)
+    truth = scene.ground_truth()
+    mugs = [label for label in labels if label.class_name == "mug"]
+    assert len(mugs) == len(truth["mugs"])
+    assert sum(label.class_name == "coaster" for label in labels) == len(truth["coasters"])
+    assert sum(label.class_name == "table" for label in labels) == 1
+    for label, mug in zip(mugs, truth["mugs"], strict=True):
+        # The perspective tilt is slight: a mug box's width stays its diameter within 5 %.
+        width = label.box[2] - label.box[0]
+        assert width == pytest.approx(mug["diameter_cm"] * truth["px_per_cm"], rel=0.05)
+        centre_x = (label.box[0] + label.box[2]) / 2 / truth["px_per_cm"]
+        assert centre_x == pytest.approx(mug["center_cm"][0], abs=2.5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_distances_are_consistent(seed: int) -> None:
+    truth = sample_scene(seed, 640).ground_truth()
+    table = Rect(**truth["table_cm"])
+    for mug in truth["mugs"]:
+        cx, cy = mug["center_cm"]
+        radius = mug["diameter_cm"] / 2
+        expected_edge = min(cx - table.x0, table.x1 - cx, cy - table.y0, table.y1 - cy) - radius
+        assert mug["edge_distance_cm"] == pytest.approx(expected_edge, abs=1e-2)
+        assert 7.5 <= mug["diameter_cm"] <= 9.5
+        if mug["on_coaster"]:
+            coaster = truth["coasters"][mug["coaster_index"]]
+            gap = math.dist(mug["center_cm"], coaster["center_cm"])
+            assert gap < coaster["diameter_cm"] / 2
+        if truth["device"] is not None:
+            assert mug["hazard_distance_cm"] is not None
+            assert mug["hazard_distance_cm"] >= 0  # objects never overlap the laptop
+        else:
+            assert mug["hazard_distance_cm"] is None
+    assert 640 / 160 <= truth["px_per_cm"] <= 640 / 110
+
+
+def test_dataset_files_are_written_in_yolo_format(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path, count=3, size=160, seed=5)
+    assert data.read_text().count(": ") >= len(CLASSES)
+    stems = sorted(p.stem for p in (tmp_path / "images").glob("*.png"))
+    assert len(stems) == 3
+    for stem in stems:
+        truth = json.loads((tmp_path / "truth" / f"{stem}.json").read_text())
+        rows = (tmp_path / "labels" / f"{stem}.txt").read_text().splitlines()
+        assert len(rows) == len(truth["boxes_px"])
+        for row in rows:
+            cls, *coords = row.split()
+            assert 0 <= int(cls) < len(CLASSES)
+            assert all(0.0 <= float(v) <= 1.0 for v in coords)
