@@ -61,7 +61,7 @@ async def test_checksum_mismatch_in_the_store_is_refused(tmp_path: Path, s3) -> 
     await ModelStore(tmp_path / "unused", object_store=s3).push(source)
     await s3.put("models/mugdet-synth/3.0.0/model.pt", b"not the weights you signed")
     store = ModelStore(tmp_path / "cache", object_store=s3)
-    with pytest.raises(ModelIntegrityError, match="checksum mismatch for model.pt"):
+    with pytest.raises(ModelIntegrityError, match=r"checksum mismatch for model\.pt"):
         await store.resolve("mugdet-synth:3.0.0")
     assert not (tmp_path / "cache" / "mugdet-synth" / "3.0.0").exists()
 

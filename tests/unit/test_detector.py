@@ -127,10 +127,10 @@ def test_no_network_access_while_loading_exporting_and_detecting(tmp_path: Path)
     onnx = export_onnx(SHIPPED / manifest.weights, tmp_path / "m.onnx", manifest.input_size)
     OnnxBackend(onnx).infer(np.zeros((1, 3, manifest.input_size, manifest.input_size), np.float32))
     seen = list(attempts)
-    # The hook itself is live: a real connection attempt is recorded.
-    with socket.socket() as probe, pytest.raises(OSError):
+    # The hook itself is live: a real connection attempt (refused, port 9) is recorded.
+    with socket.socket() as probe:
         probe.settimeout(0.2)
-        probe.connect(("127.0.0.1", 9))
+        assert probe.connect_ex(("127.0.0.1", 9)) != 0
     recording[0] = False
     assert any(event == "socket.connect" for event, _ in attempts)
     assert seen == []

@@ -70,15 +70,16 @@ async def test_hot_swap_loses_no_batch_in_flight(store, tmp_path: Path) -> None:
             except BaseException as exc:
                 errors.append(exc)
 
+    async def batches_served(count: int) -> None:
+        while len(served) < count:  # noqa: ASYNC110 - the producer is a plain thread
+            await asyncio.sleep(0.05)
+
     thread = threading.Thread(target=stream)
     thread.start()
     try:
-        while len(served) < 3:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(batches_served(3), 60)
         await manager.activate("mugdet-synth:2")
-        swapped_at = len(served)
-        while len(served) < swapped_at + 3:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(batches_served(len(served) + 3), 60)
     finally:
         stop.set()
         thread.join()
