@@ -82,7 +82,11 @@ def _contrasting_floor(scene: Scene) -> tuple[int, int, int]:
     return scene.floor_colour
 
 
-def render_scene(scene: Scene, size: int) -> tuple[Image.Image, list[Label]]:
+def render_scene(
+    scene: Scene, size: int, perspective: float = 0.015
+) -> tuple[Image.Image, list[Label]]:
+    """The scene as an RGB image and its labels; `perspective` is the largest corner shift as a
+    share of the image size (0 = a camera exactly overhead)."""
     rng = random.Random(scene.seed * 7919 + size)
     k = scene.px_per_cm * _SS  # cm -> supersampled px
     canvas = Image.new("RGB", (size * _SS, size * _SS), _contrasting_floor(scene))
@@ -215,7 +219,7 @@ def render_scene(scene: Scene, size: int) -> tuple[Image.Image, list[Label]]:
 
     # A slight perspective tilt; labels go through the same mapping as the pixels.
     corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
-    jitter = 0.015 * size
+    jitter = perspective * size
     moved = corners + np.array(
         [[rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter)] for _ in range(4)]
     )

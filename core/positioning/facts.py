@@ -1,0 +1,80 @@
+"""What the positioning analysis reports: scale, per-mug facts, scene facts, recommendations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.positioning.geometry import Box, Point
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Per-source setup: a measured scale and named placement zones (polygons in image pixels)."""
+
+    px_per_cm: float | None = None
+    zones: dict[str, tuple[Point, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PositioningConfig:
+    coaster_diameter_cm: float = 10.0
+    mug_diameter_cm: float = 8.5
+    min_edge_cm: float = 5.0
+    min_hazard_cm: float = 10.0
+    min_mug_clearance_cm: float = 2.0
+    on_coaster_containment: float = 0.6  # share of the mug's box over the coaster's
+    image_border_px: float = 2.0  # a table side this close to the image border is not an edge
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleEstimate:
+    px_per_cm: float
+    source: str  # calibration | coaster | mug | coaster+mug
+    confidence: float  # 0..1
+    references: int
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    dx_cm: float  # + = right in the image
+    dy_cm: float  # + = down in the image
+    satisfies: tuple[str, ...]  # constraints that hold after the move
+    text: str
+
+    @property
+    def distance_cm(self) -> float:
+        return (self.dx_cm**2 + self.dy_cm**2) ** 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class MugFacts:
+    index: int
+    box: Box
+    confidence: float
+    diameter_cm: float | None
+    inside_table: bool
+    edge_distance_cm: float | None  # clearance to the nearest visible table edge; < 0 overhangs
+    on_coaster: bool
+    coaster_containment: float
+    coaster_offset_cm: float | None
+    nearest_hazard: str | None
+    hazard_distance_cm: float | None
+    nearest_mug_cm: float | None  # clearance to the closest other mug; < 0 overlaps
+    zone: str | None  # the zone the mug lies fully inside, if any
+    in_zone: bool | None  # None when the source has no zones
+    failing: tuple[str, ...]
+    score: float
+    recommendation: Move | None
+
+
+@dataclass(frozen=True, slots=True)
+class SceneFacts:
+    scale: ScaleEstimate | None
+    mugs: tuple[MugFacts, ...]
+    mug_count: int
+    tables: int
+    mugs_per_table: tuple[int, ...]
+    coasters: int
+    unmatched_coasters: int
+    hazards: int
+    confidences: tuple[float, ...]  # every detection's, for review rules
