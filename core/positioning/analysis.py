@@ -252,6 +252,13 @@ class MugContext:
             zone,
         )
 
+    def hazard_distances(self, m: Measure) -> dict[str, float]:
+        nearest: dict[str, float] = {}
+        for hazard in self.hazards:
+            gap = circle_box_gap(m.point, radius(self.box), hazard.box)[0]
+            nearest[hazard.class_name] = min(gap, nearest.get(hazard.class_name, gap))
+        return {name: value for name, gap in nearest.items() if (value := self.cm(gap)) is not None}
+
     def _below(self, px: float | None, minimum_cm: float) -> bool:
         value = self.cm(px)
         return value is not None and value < minimum_cm
@@ -297,6 +304,7 @@ class MugContext:
             else None,
             nearest_hazard=m.hazard_name,
             hazard_distance_cm=self.cm(m.hazard),
+            hazard_distances_cm=self.hazard_distances(m),
             nearest_mug_cm=self.cm(m.nearest_mug),
             zone=m.zone if m.zone_margin is not None and m.zone_margin >= 0 else None,
             in_zone=None if not self.zones else ZONE not in failing,

@@ -59,12 +59,14 @@ class MugFacts:
     coaster_offset_cm: float | None
     nearest_hazard: str | None
     hazard_distance_cm: float | None
+    hazard_distances_cm: dict[str, float]  # nearest of each hazard class
     nearest_mug_cm: float | None  # clearance to the closest other mug; < 0 overlaps
     zone: str | None  # the zone the mug lies fully inside, if any
     in_zone: bool | None  # None when the source has no zones
     failing: tuple[str, ...]
     score: float
     recommendation: Move | None
+    handle: str | None = None  # handle direction when an attribute model reports one
 
 
 @dataclass(frozen=True, slots=True)

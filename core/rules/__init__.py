@@ -1,0 +1,17 @@
+"""Rules: plain English (lark grammar) or JSON -> structured RuleSpec -> compiled predicate."""
+
+from core.rules.engine import CompiledRule, Verdict, compile_rule
+from core.rules.errors import RuleSpecError, RuleSyntaxError
+from core.rules.parser import EXAMPLES, parse_rule
+from core.rules.spec import RuleSpec
+
+__all__ = [
+    "EXAMPLES",
+    "CompiledRule",
+    "RuleSpec",
+    "RuleSpecError",
+    "RuleSyntaxError",
+    "Verdict",
+    "compile_rule",
+    "parse_rule",
+]

@@ -1,0 +1,71 @@
+"""The structured form of a rule, as stored in MongoDB's `rules` collection and accepted as JSON.
+
+Plain-English rules compile into this form; JSON rules are validated against it directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Op = Literal["<", "<=", ">", ">=", "==", "!="]
+Unit = Literal["cm", "mm", "in", "px", "%"]
+Severity = Literal["info", "low", "warning", "medium", "high", "critical"]
+
+# What a condition can look at, per scope. Distances are in cm, confidences 0..1.
+MUG_FACTS = {
+    "on_coaster": bool,
+    "edge_distance": float,
+    "hazard_distance": float,
+    "mug_clearance": float,
+    "in_zone": bool,
+    "handle": str,
+    "confidence": float,
+    "score": float,
+}
+SCENE_FACTS = {
+    "mugs_per_table": float,  # the fullest table
+    "min_mugs_per_table": float,  # the emptiest table
+    "mug_count": float,
+    "unmatched_coasters": float,
+}
+DETECTION_FACTS = {"confidence": float}
+FACTS = {"mug": MUG_FACTS, "scene": SCENE_FACTS, "detection": DETECTION_FACTS}
+
+
+class Leaf(BaseModel):
+    """One comparison: `fact op value` (`target` narrows hazard_distance to one class)."""
+
+    fact: str
+    op: Op
+    value: float | bool | str
+    unit: Unit | None = None
+    target: str | None = None
+
+
+class Group(BaseModel):
+    logic: Literal["all", "any"] = "all"
+    negate: bool = False
+    conditions: list[Annotated[Leaf | Group, Field(union_mode="left_to_right")]]
+
+
+class Action(BaseModel):
+    type: Literal["alert", "review", "webhook", "tag"]
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class RuleSpec(BaseModel):
+    """A rule: for every subject in `scope`, `conditions` must hold (`must_hold`), or the subject
+    is flagged when they hold (`flag_when`)."""
+
+    name: str
+    description: str = ""
+    type: Literal["requirement", "prohibition", "limit", "conditional", "review"]
+    scope: Literal["mug", "scene", "detection"]
+    mode: Literal["must_hold", "flag_when"]
+    conditions: Group
+    severity: Severity = "warning"
+    actions: list[Action] = Field(default_factory=list)
+    enabled: bool = True
+    metadata: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,299 @@
+"""Rules: every sentence family parses to the expected structure and evaluates correctly."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.positioning import Calibration, analyze
+from core.rules import RuleSpec, RuleSpecError, RuleSyntaxError, compile_rule, parse_rule
+from tests.unit.test_positioning import CALIBRATED, IMAGE, SCALE, TABLE, coaster, det, mug
+
+
+def leaves(spec: RuleSpec) -> list[dict]:
+    out = []
+
+    def walk(group: dict) -> None:
+        for c in group["conditions"]:
+            walk(c) if "conditions" in c else out.append(c)
+
+    walk(spec.conditions.model_dump(exclude_defaults=True))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("sentence", "kind", "scope", "mode", "expected", "negate"),
+    [
+        (
+            "Every mug must be on a coaster.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "on_coaster", "op": "==", "value": True}],
+            False,
+        ),
+        (
+            "Mugs must be at least 5 cm from the table edge.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "edge_distance", "op": ">=", "value": 5.0, "unit": "cm"}],
+            False,
+        ),
+        (
+            "No mug within 10 cm of a laptop.",
+            "prohibition",
+            "mug",
+            "must_hold",
+            [
+                {
+                    "fact": "hazard_distance",
+                    "op": "<=",
+                    "value": 10.0,
+                    "unit": "cm",
+                    "target": "laptop",
+                }
+            ],
+            True,
+        ),
+        (
+            "At most 2 mugs per table.",
+            "limit",
+            "scene",
+            "must_hold",
+            [{"fact": "mugs_per_table", "op": "<=", "value": 2.0}],
+            False,
+        ),
+        (
+            "Handles should face right.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "handle", "op": "==", "value": "right"}],
+            False,
+        ),
+        (
+            "Mugs must be inside the placement zone.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "in_zone", "op": "==", "value": True}],
+            False,
+        ),
+        (
+            "Flag detections below 60% confidence for review.",
+            "review",
+            "detection",
+            "flag_when",
+            [{"fact": "confidence", "op": "<", "value": 0.6, "unit": "%"}],
+            False,
+        ),
+        (
+            "If a mug is off its coaster and within 3 cm of the edge, alert (critical).",
+            "conditional",
+            "mug",
+            "flag_when",
+            [
+                {"fact": "on_coaster", "op": "==", "value": False},
+                {"fact": "edge_distance", "op": "<=", "value": 3.0, "unit": "cm"},
+            ],
+            False,
+        ),
+        # synonyms, units, and/or/not
+        (
+            "Cups should be at least 20 mm away from the border.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "edge_distance", "op": ">=", "value": 20.0, "unit": "mm"}],
+            False,
+        ),
+        (
+            "No cup may be within 4 in of a keyboard or on a coaster.",
+            "prohibition",
+            "mug",
+            "must_hold",
+            [
+                {
+                    "fact": "hazard_distance",
+                    "op": "<=",
+                    "value": 4.0,
+                    "unit": "in",
+                    "target": "keyboard",
+                },
+                {"fact": "on_coaster", "op": "==", "value": True},
+            ],
+            True,
+        ),
+        (
+            "Mugs must not be outside the placement zone.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "in_zone", "op": "==", "value": False}],
+            True,
+        ),
+        (
+            "Each mug should be at least 40 px from the edge.",
+            "requirement",
+            "mug",
+            "must_hold",
+            [{"fact": "edge_distance", "op": ">=", "value": 40.0, "unit": "px"}],
+            False,
+        ),
+    ],
+)
+def test_sentence_families_parse(sentence, kind, scope, mode, expected, negate) -> None:
+    spec = parse_rule(sentence)
+    assert (spec.type, spec.scope, spec.mode) == (kind, scope, mode)
+    assert leaves(spec) == expected
+    assert spec.conditions.negate is negate
+    assert spec.description == sentence
+
+
+def test_severity_suffix_and_actions() -> None:
+    assert parse_rule("Every mug must be on a coaster (critical).").severity == "critical"
+    conditional = parse_rule(
+        "If a mug is off its coaster and within 3 cm of the edge, alert (critical)."
+    )
+    assert conditional.severity == "critical"
+    assert [a.type for a in conditional.actions] == ["alert"]
+    assert [
+        a.type for a in parse_rule("Flag detections below 60% confidence for review.").actions
+    ] == ["review"]
+
+
+# A scene: mug 0 overhangs the edge off any coaster; mug 1 stands on a coaster near a laptop.
+SCENE = [
+    TABLE,
+    mug(22, 75),
+    mug(110, 50),
+    coaster(110.5, 50),
+    det("hazard", 120, 40, 153, 63, name="laptop", confidence=0.55),
+]
+
+
+def evaluate(sentence: str, calibration: Calibration | None = CALIBRATED):
+    return compile_rule(parse_rule(sentence), "r1", 3).evaluate(analyze(SCENE, IMAGE, calibration))
+
+
+def test_every_family_evaluates_on_hand_built_facts() -> None:
+    coaster_rule = evaluate("Every mug must be on a coaster.")
+    assert (coaster_rule.passed, coaster_rule.subjects) == (False, (0,))
+    edge = evaluate("Mugs must be at least 5 cm from the table edge.")
+    assert (edge.passed, edge.subjects, edge.measured, edge.threshold) == (False, (0,), -2.25, 5.0)
+    assert "distance to the table edge -2.25 cm" in edge.message
+    laptop = evaluate("No mug within 10 cm of a laptop.")
+    assert (laptop.passed, laptop.subjects, laptop.measured) == (False, (1,), 5.75)
+    assert evaluate("No mug within 5 cm of a laptop.").passed is True
+    assert evaluate("At most 2 mugs per table.").passed is True
+    assert evaluate("At most 1 mug per table.").passed is False
+    assert evaluate("Handles should face right.").passed is None  # no handle directions known
+    assert evaluate("Mugs must be inside the placement zone.").passed is None  # no zones
+    review = evaluate("Flag detections below 60% confidence for review.")
+    assert (review.passed, review.subjects, review.actions) == (False, (4,), ("review",))
+    alert = evaluate("If a mug is off its coaster and within 3 cm of the edge, alert (critical).")
+    assert (alert.passed, alert.subjects, alert.actions, alert.severity) == (
+        False,
+        (0,),
+        ("alert",),
+        "critical",
+    )
+    assert (alert.rule_id, alert.version) == ("r1", 3)
+
+
+def test_units_convert() -> None:
+    assert evaluate("Mugs must be at least 20 mm from the edge.").subjects == (0,)
+    assert evaluate("Mugs must be at least 1 in from the edge.").subjects == (0,)
+    # 40 px at 4 px/cm is 10 cm: mug 0 overhangs, mug 1 is 25.75 cm away.
+    assert evaluate("Mugs must be at least 40 px from the edge.").subjects == (0,)
+    # Without calibration the scale comes from the mugs and coaster, and agrees.
+    assert evaluate("Mugs must be at least 40 px from the edge.", None).subjects == (0,)
+    assert evaluate("Mugs must be at least 30 cm from the edge.", None).subjects == (0, 1)
+
+
+def test_zone_rule_with_zones_configured() -> None:
+    zone = tuple((x * SCALE, y * SCALE) for x, y in ((90, 30), (130, 30), (130, 70), (90, 70)))
+    verdict = evaluate(
+        "Mugs must be inside the placement zone.", Calibration(SCALE, {"tray": zone})
+    )
+    assert (verdict.passed, verdict.subjects) == (False, (0,))
+
+
+def test_json_rules_are_accepted_and_checked() -> None:
+    spec = RuleSpec.model_validate(
+        {
+            "name": "keep clear of edges",
+            "type": "requirement",
+            "scope": "mug",
+            "mode": "must_hold",
+            "severity": "high",
+            "conditions": {
+                "logic": "all",
+                "conditions": [{"fact": "edge_distance", "op": ">=", "value": 3, "unit": "cm"}],
+            },
+        }
+    )
+    assert compile_rule(spec, "j1").evaluate(analyze(SCENE, IMAGE, CALIBRATED)).subjects == (0,)
+    unknown_fact = {
+        **spec.model_dump(),
+        "conditions": {"conditions": [{"fact": "temperature", "op": ">", "value": 3}]},
+    }
+    with pytest.raises(RuleSpecError, match="temperature"):
+        compile_rule(RuleSpec.model_validate(unknown_fact), "j2")
+    with pytest.raises(RuleSpecError, match="true/false"):
+        compile_rule(
+            RuleSpec.model_validate(
+                {
+                    **spec.model_dump(),
+                    "conditions": {"conditions": [{"fact": "on_coaster", "op": "==", "value": 3}]},
+                }
+            ),
+            "j3",
+        )
+
+
+MALFORMED = [
+    "",
+    "Mugs must be near the edge.",
+    "Every mug must be on",
+    "At most two mugs per table.",
+    "Mugs must be at least 5 from the edge.",
+    "Mugs must be at least five cm from the edge.",
+    "No mug within 10 cm of a toaster.",
+    "Every spoon must be on a coaster.",
+    "Mugs must be at least 5 km from the edge.",
+    "Handles should face sideways.",
+    "Flag detections below confidence.",
+    "If a mug is off its coaster,",
+    "Mugs must be on a coaster (urgent).",
+    "At most 2 mugs per room.",
+    "Mugs must be inside the kitchen.",
+    "must be on a coaster",
+    "Every mug must be on a coaster and",
+    "Mugs must be at least 5 cm from the edge or or on a coaster.",
+    "Mugs must be within of a laptop.",
+    "Flag detections below 60 confidence.",
+    "If a mug is on its coaster, explode.",
+    "Every mug must be on a coaster!!",
+]
+
+
+@pytest.mark.parametrize("sentence", MALFORMED)
+def test_malformed_sentences_get_helpful_errors(sentence: str) -> None:
+    with pytest.raises(RuleSyntaxError) as caught:
+        parse_rule(sentence)
+    error = caught.value
+    assert error.column >= 1
+    assert error.suggestion  # a supported phrasing to start from
+    text = str(error)
+    assert "cannot understand the rule at column" in text
+    assert "Traceback" not in text
+    assert error.as_dict()["suggestion"] == error.suggestion
+
+
+def test_error_points_at_the_problem_and_lists_expectations() -> None:
+    with pytest.raises(RuleSyntaxError) as caught:
+        parse_rule("At most two mugs per table.")
+    assert caught.value.column == 9
+    assert "a number" in caught.value.expected
+    assert caught.value.suggestion == "At most 2 mugs per table."
