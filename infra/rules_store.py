@@ -1,0 +1,213 @@
+"""Rules in MongoDB with versions, cached in Redis and in process, invalidated through pub/sub.
+
+Every edit writes a new version document (`rule_id`, `version`); nothing is overwritten, so the
+history stays. The active rule set is the newest version of each rule that is enabled; its
+version string is a digest of the (rule_id, version) pairs, so every worker that loads the same
+rules reports the same rule-set version in its results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pymongo import DESCENDING
+from pymongo.errors import DuplicateKeyError
+from redis.asyncio import Redis
+
+from core.rules import CompiledRule, RuleSpec, compile_rule
+from infra.mongo import RULES
+
+log = logging.getLogger(__name__)
+CACHE_TTL_S = 1800  # the original system's rules TTL
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    rule_id: str
+    version: int
+    spec: RuleSpec
+    created_at: datetime
+    created_by: str
+
+    def document(self) -> dict[str, object]:
+        return {
+            "rule_id": self.rule_id,
+            "version": self.version,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            **self.spec.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict) -> StoredRule:
+        fields = {k: v for k, v in doc.items() if k in RuleSpec.model_fields}
+        return cls(
+            doc["rule_id"],
+            int(doc["version"]),
+            RuleSpec.model_validate(fields),
+            doc["created_at"],
+            doc.get("created_by", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    version: str
+    rules: tuple[CompiledRule, ...]
+
+
+def rule_set_version(rules: list[StoredRule]) -> str:
+    pairs = ",".join(f"{r.rule_id}:{r.version}" for r in sorted(rules, key=lambda r: r.rule_id))
+    return "rs-" + hashlib.sha256(pairs.encode()).hexdigest()[:12]
+
+
+class RuleNotFound(LookupError):
+    pass
+
+
+class RulesRepository:
+    """Versioned rule documents in the `rules` collection."""
+
+    def __init__(self, db: AsyncIOMotorDatabase) -> None:
+        self._rules = db[RULES]
+
+    async def create(self, spec: RuleSpec, user: str) -> StoredRule:
+        compile_rule(spec, "check")  # refuse what cannot be evaluated before storing it
+        rule = StoredRule(f"rule-{uuid.uuid4().hex[:12]}", 1, spec, datetime.now(UTC), user)
+        await self._rules.insert_one(rule.document())
+        return rule
+
+    async def update(self, rule_id: str, spec: RuleSpec, user: str) -> StoredRule:
+        """A new version; two concurrent edits cannot both take the same version number."""
+        compile_rule(spec, "check")
+        for _ in range(5):
+            current = await self.get(rule_id)
+            rule = StoredRule(rule_id, current.version + 1, spec, datetime.now(UTC), user)
+            try:
+                await self._rules.insert_one(rule.document())
+                return rule
+            except DuplicateKeyError:
+                continue
+        raise RuntimeError(f"rule {rule_id}: too many concurrent edits")
+
+    async def disable(self, rule_id: str, user: str) -> StoredRule:
+        current = await self.get(rule_id)
+        return await self.update(rule_id, current.spec.model_copy(update={"enabled": False}), user)
+
+    async def get(self, rule_id: str, version: int | None = None) -> StoredRule:
+        query: dict[str, object] = {"rule_id": rule_id}
+        if version is not None:
+            query["version"] = version
+        doc = await self._rules.find_one(query, sort=[("version", DESCENDING)])
+        if doc is None:
+            raise RuleNotFound(f"no rule {rule_id}" + (f" version {version}" if version else ""))
+        return StoredRule.from_document(doc)
+
+    async def history(self, rule_id: str) -> list[StoredRule]:
+        docs = (
+            await self._rules.find({"rule_id": rule_id}).sort("version", DESCENDING).to_list(None)
+        )
+        if not docs:
+            raise RuleNotFound(f"no rule {rule_id}")
+        return [StoredRule.from_document(d) for d in docs]
+
+    async def latest(self) -> list[StoredRule]:
+        """The newest version of every rule, enabled or not."""
+        docs = (
+            await self._rules.find({}).sort([("rule_id", 1), ("version", DESCENDING)]).to_list(None)
+        )
+        newest: dict[str, StoredRule] = {}
+        for doc in docs:
+            newest.setdefault(doc["rule_id"], StoredRule.from_document(doc))
+        return list(newest.values())
+
+    async def active(self) -> list[StoredRule]:
+        return [r for r in await self.latest() if r.spec.enabled]
+
+
+class RuleCache:
+    """The active rule set for evaluation: L1 in process, L2 in Redis (TTL), source MongoDB.
+
+    Writers call `publish_change()`; every process running `listen()` drops its L1 copy as soon as
+    the message arrives, so a change reaches running workers well within a second.
+    """
+
+    def __init__(self, repository: RulesRepository, redis: Redis | None, prefix: str) -> None:
+        self._repository = repository
+        self._redis = redis
+        self._key = f"{prefix}:rules:active"
+        self.channel = f"{prefix}:rules:changed"
+        self._l1: RuleSet | None = None
+        self._listeners: list[Callable[[RuleSet], None]] = []
+        self.loads_from_db = 0
+
+    async def rule_set(self) -> RuleSet:
+        if self._l1 is not None:
+            return self._l1
+        rules = await self._from_redis()
+        if rules is None:
+            rules = await self._repository.active()
+            self.loads_from_db += 1
+            if self._redis is not None:
+                payload = orjson.dumps([r.document() for r in rules], default=str)
+                await self._redis.set(self._key, payload, ex=CACHE_TTL_S)
+        self._l1 = RuleSet(
+            rule_set_version(rules),
+            tuple(compile_rule(r.spec, r.rule_id, r.version) for r in rules),
+        )
+        for callback in self._listeners:
+            callback(self._l1)
+        return self._l1
+
+    async def _from_redis(self) -> list[StoredRule] | None:
+        if self._redis is None:
+            return None
+        raw = await self._redis.get(self._key)
+        if raw is None:
+            return None
+        docs = orjson.loads(raw)
+        for doc in docs:
+            doc["created_at"] = datetime.fromisoformat(doc["created_at"])
+        return [StoredRule.from_document(d) for d in docs]
+
+    def on_change(self, callback: Callable[[RuleSet], None]) -> None:
+        self._listeners.append(callback)
+
+    def invalidate_local(self) -> None:
+        self._l1 = None
+
+    async def publish_change(self) -> None:
+        """After a write: drop the shared copy and tell every process to reload."""
+        self._l1 = None
+        if self._redis is not None:
+            await self._redis.delete(self._key)
+            await self._redis.publish(self.channel, b"changed")
+
+    async def listen(self, ready: asyncio.Event | None = None) -> None:
+        """Run until cancelled: reload the rule set whenever a change is published."""
+        if self._redis is None:
+            if ready:
+                ready.set()
+            return
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self.channel)
+        if ready:
+            ready.set()
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    self._l1 = None
+                    await self.rule_set()
+                    log.info("rules changed; now %s", self._l1.version if self._l1 else None)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()

@@ -1,0 +1,97 @@
+"""Rules in real MongoDB (secantusdb) with versions; cache in real Redis; pub/sub propagation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from core.config import Settings
+from core.rules import parse_rule
+from infra import mongo, redis_client
+from infra.rules_store import RuleCache, RuleNotFound, RulesRepository
+
+
+@pytest.fixture
+async def repository(service_settings: Settings):
+    client = mongo.create_client(service_settings)
+    db = mongo.database(client, service_settings)
+    await mongo.ensure_indexes(db)
+    yield RulesRepository(db)
+    client.close()
+
+
+@pytest.fixture
+async def redis(service_settings: Settings):
+    client = redis_client.create_client(service_settings)
+    yield client
+    await client.aclose()
+
+
+async def test_edits_create_versions_and_keep_history(repository: RulesRepository) -> None:
+    rule = await repository.create(parse_rule("Every mug must be on a coaster."), "ann")
+    edited = await repository.update(
+        rule.rule_id, parse_rule("Every mug must be on a coaster (critical)."), "bob"
+    )
+    assert (rule.version, edited.version) == (1, 2)
+    assert (await repository.get(rule.rule_id)).spec.severity == "critical"
+    assert (await repository.get(rule.rule_id, 1)).spec.severity == "warning"
+    history = await repository.history(rule.rule_id)
+    assert [(r.version, r.created_by) for r in history] == [(2, "bob"), (1, "ann")]
+    with pytest.raises(RuleNotFound):
+        await repository.get("rule-missing")
+
+
+async def test_disabled_rules_leave_the_active_set(repository: RulesRepository) -> None:
+    keep = await repository.create(parse_rule("At most 2 mugs per table."), "ann")
+    drop = await repository.create(parse_rule("Handles should face right."), "ann")
+    await repository.disable(drop.rule_id, "ann")
+    active = {r.rule_id for r in await repository.active()}
+    assert keep.rule_id in active
+    assert drop.rule_id not in active
+    assert len(await repository.history(drop.rule_id)) == 2
+
+
+async def test_cache_reads_mongo_once_then_redis(repository, redis, unique_name: str) -> None:
+    await repository.create(parse_rule("Every mug must be on a coaster."), "ann")
+    first = RuleCache(repository, redis, unique_name)
+    rule_set = await first.rule_set()
+    await first.rule_set()
+    assert first.loads_from_db == 1
+    assert 0 < await redis.ttl(f"{unique_name}:rules:active") <= 1800
+    second = RuleCache(repository, redis, unique_name)  # another process: served from Redis
+    assert (await second.rule_set()).version == rule_set.version
+    assert second.loads_from_db == 0
+
+
+async def test_a_rule_change_reaches_a_running_worker_within_a_second(
+    repository, redis, service_settings: Settings, unique_name: str
+) -> None:
+    rule = await repository.create(parse_rule("Mugs must be at least 5 cm from the edge."), "ann")
+    worker_redis = redis_client.create_client(service_settings)
+    worker = RuleCache(repository, worker_redis, unique_name)
+    changed = asyncio.Event()
+    worker.on_change(lambda rs: changed.set())
+    before = (await worker.rule_set()).version
+    changed.clear()
+    ready = asyncio.Event()
+    listener = asyncio.create_task(worker.listen(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        api = RuleCache(repository, redis, unique_name)  # the writer
+        await repository.update(
+            rule.rule_id, parse_rule("Mugs must be at least 8 cm from the edge."), "bob"
+        )
+        started = time.perf_counter()
+        await api.publish_change()
+        await asyncio.wait_for(changed.wait(), 1.0)
+        elapsed = time.perf_counter() - started
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await worker_redis.aclose()
+    after = await worker.rule_set()
+    assert after.version != before
+    assert after.rules[0].version == 2
+    assert elapsed < 1.0
