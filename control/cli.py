@@ -12,6 +12,7 @@ from rich.table import Table
 
 from control.console import console, load_or_exit
 from control.models_cli import models_app, synth, train
+from control.rules_cli import rules_app
 
 app = typer.Typer(
     help="H200 Intelligent Mug Positioning System",
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.command()(synth)
 app.command()(train)
 app.add_typer(models_app, name="models")
+app.add_typer(rules_app, name="rules")
 
 
 @app.callback()
@@ -82,6 +84,7 @@ def run() -> None:
     from aiokafka.errors import KafkaError
 
     from core.models.manifest import ModelIntegrityError, ModelNotFound
+    from core.rules import RuleSpecError
     from infra.launchers import ServiceStartError
     from infra.object_store import ObjectStoreError
 
@@ -92,6 +95,7 @@ def run() -> None:
         ModelIntegrityError,
         ModelNotFound,
         ObjectStoreError,
+        RuleSpecError,
         ServiceStartError,
         OSError,
     ) as exc:
