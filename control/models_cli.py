@@ -35,7 +35,9 @@ def synth(
 
 
 def train(
-    synthetic: Annotated[bool, typer.Option("--synthetic", help="Train on generated scenes.")],
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Train on generated scenes (required).")
+    ] = False,
     epochs: Annotated[int, typer.Option(min=1)] = 50,
     imgsz: Annotated[int, typer.Option(help="320 or 640.")] = 320,
     seed: Annotated[int, typer.Option()] = 1,
@@ -43,6 +45,7 @@ def train(
     version: Annotated[str, typer.Option()] = "1.0.0",
     out: Annotated[Path | None, typer.Option(help="Where weights + manifest go.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Datasets and runs.")] = None,
+    init: Annotated[Path | None, typer.Option(help="Continue from these .pt weights.")] = None,
 ) -> None:
     """Train YOLOv8n from scratch on generated scenes, offline; writes weights and a manifest."""
     from core.models.training import TrainRecipe

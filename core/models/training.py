@@ -27,6 +27,7 @@ class TrainRecipe:
     batch: int = 16
     name: str = "mugdet-synth"
     version: str = "1.0.0"
+    init_weights: str | None = None  # continue from these weights instead of random init
 
 
 def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
@@ -70,8 +71,9 @@ def train(
     write_dataset(work / "val", recipe.val_scenes, recipe.imgsz, recipe.seed + 1)
     data = write_data_yaml(work, work / "train" / "images", work / "val" / "images")
 
-    log(f"training yolov8n from scratch for {recipe.epochs} epochs at {recipe.imgsz} px")
-    model = YOLO("yolov8n.yaml")
+    start = recipe.init_weights or "yolov8n.yaml"
+    log(f"training yolov8n from {start} for {recipe.epochs} epochs at {recipe.imgsz} px")
+    model = YOLO(start)
     model.train(
         data=str(data),
         epochs=recipe.epochs,
@@ -108,7 +110,8 @@ def train(
         files={weights.name: sha256_file(weights)},
         weights=weights.name,
         recipe={key: getattr(recipe, key) for key in recipe.__dataclass_fields__}
-        | {"base": "yolov8n.yaml (random init)", "data": "core.synth generated scenes"},
+        | {"base": "yolov8n.yaml (random init)", "data": "core.synth generated scenes"}
+        | ({"init_sha256": sha256_file(Path(recipe.init_weights))} if recipe.init_weights else {}),
         metrics={f"holdout_{key}": value for key, value in metrics.items()}
         | {"holdout_scenes": float(recipe.holdout_scenes)},
         created=datetime.now(UTC),
