@@ -1,0 +1,147 @@
+"""Validate and decode an uploaded image without trusting anything the sender said about it.
+
+The format comes from the magic bytes, never from a header or file name. Size limits are checked
+before decoding (bytes) and from the header before pixels are allocated (decompression bombs).
+EXIF orientation is applied and every mode (16-bit, CMYK, palette, alpha) ends as 8-bit RGB.
+Each refusal carries a stable reason code for dead-letter records and `rejected` results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Reason codes (the DLQ contract).
+EMPTY = "empty_input"
+TOO_LARGE = "too_large"
+UNSUPPORTED_FORMAT = "unsupported_format"
+TOO_MANY_PIXELS = "too_many_pixels"
+TRUNCATED = "truncated_image"
+DECODE_ERROR = "decode_error"
+ANIMATED = "animated_image"
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "png"),
+    (b"BM", 0, "bmp"),
+    (b"II*\x00", 0, "tiff"),
+    (b"MM\x00*", 0, "tiff"),
+)
+SUPPORTED = ("jpeg", "png", "webp", "bmp", "tiff")
+CONTENT_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "tiff": "image/tiff",
+}
+
+
+class ImageRejected(ValueError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000  # width x height, checked before any pixel is decoded
+    min_side: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    pixels: np.ndarray  # H x W x 3, uint8, RGB, orientation applied
+    format: str
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The real format from the first bytes, or None when it is not an image we know."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    for magic, offset, name in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
+    limits = limits or ImageLimits()
+    if not data:
+        raise ImageRejected(EMPTY, "the message holds no bytes")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(TOO_LARGE, f"{len(data)} bytes is over the limit of {limits.max_bytes}")
+    kind = sniff_format(data)
+    if kind is None:
+        raise ImageRejected(
+            UNSUPPORTED_FORMAT, "not a JPEG, PNG, WebP, BMP or TIFF image (by its first bytes)"
+        )
+    if kind not in SUPPORTED:
+        raise ImageRejected(UNSUPPORTED_FORMAT, f"{kind.upper()} images are not supported")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise ImageRejected(
+                    TOO_MANY_PIXELS,
+                    f"{width}x{height} is over the limit of {limits.max_pixels} pixels",
+                )
+            if min(width, height) < limits.min_side:
+                raise ImageRejected(
+                    DECODE_ERROR, f"{width}x{height} is smaller than {limits.min_side} px on a side"
+                )
+            if getattr(image, "n_frames", 1) > 1:
+                raise ImageRejected(ANIMATED, f"{image.n_frames} frames; send one still image")
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            rgb = _to_rgb(image)
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(TOO_MANY_PIXELS, str(exc)) from None
+    except OSError as exc:
+        reason = (
+            TRUNCATED
+            if "truncated" in str(exc).lower() or "end of" in str(exc).lower()
+            else DECODE_ERROR
+        )
+        raise ImageRejected(reason, f"cannot decode the {kind.upper()} data: {exc}") from None
+    except (UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ImageRejected(DECODE_ERROR, f"cannot decode the {kind.upper()} data: {exc}") from None
+    pixels = np.asarray(rgb, dtype=np.uint8)
+    return DecodedImage(
+        pixels, kind, pixels.shape[1], pixels.shape[0], hashlib.sha256(data).hexdigest(), len(data)
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode as 8-bit RGB: 16-bit greyscale scaled down, alpha composited on white, CMYK
+    converted, palettes expanded."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        grey = np.clip(array / peak * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
