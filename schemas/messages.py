@@ -1,0 +1,131 @@
+"""Message contracts of the pipeline's public topics (results, dead letters, alerts) and of its
+internal stage topics. Every message carries `schema_version`; a change that breaks readers gets a
+new version and a new topic suffix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+IMAGE_REF_CONTENT_TYPE = "application/vnd.mugpos.image-ref+json"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class ImageRef(_Message):
+    """Claim check: the input image lives in the object store, not in the Kafka message."""
+
+    image_ref: str = Field(description="Object key of the original image.")
+    content_type: str | None = None
+    size_bytes: int | None = Field(None, ge=0)
+
+
+class ImageMeta(BaseModel):
+    width: int
+    height: int
+    format: str
+    sha256: str
+    size_bytes: int
+    object_key: str | None = Field(None, description="Where the original bytes are kept.")
+
+
+class DetectionOut(BaseModel):
+    class_name: str
+    role: str
+    confidence: float = Field(ge=0, le=1)
+    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in original pixels")
+
+
+class VerdictOut(BaseModel):
+    rule_id: str
+    version: int
+    name: str
+    passed: bool | None = Field(description="None: the rule does not apply to this picture.")
+    severity: str
+    measured: float | bool | str | None
+    threshold: float | bool | str | None
+    unit: str | None
+    subjects: list[int]
+    actions: list[str]
+    message: str
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    backend: str | None = None
+    device: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    stage: str
+    reason: str = Field(description="Stable reason code, e.g. unsupported_format, model_error.")
+    message: str
+
+
+class AnalysisResult(_Message):
+    """One result per request on `{prefix}.results.v1`, keyed by request id."""
+
+    request_id: str
+    source_id: str
+    status: Literal["ok", "rejected", "failed"]
+    submitted_at: datetime | None = None
+    completed_at: datetime
+    image: ImageMeta | None = None
+    detections: list[DetectionOut] = Field(default_factory=list)
+    positioning: dict[str, object] | None = Field(
+        None, description="Scene and per-mug facts in cm, scores and recommendations."
+    )
+    verdicts: list[VerdictOut] = Field(default_factory=list)
+    model: ModelRef | None = None
+    rule_set_version: str | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict, description="Per stage.")
+    latency_ms: float | None = Field(None, description="Submission to result.")
+    error: ErrorInfo | None = None
+
+
+class DeadLetter(_Message):
+    """An input that could not be processed, on `{prefix}.dlq.v1`, with everything to replay it."""
+
+    request_id: str
+    stage: str
+    reason: str
+    message: str
+    original_topic: str
+    original_partition: int
+    original_offset: int
+    original_key: str | None = None
+    original_headers: dict[str, str] = Field(default_factory=dict)
+    object_key: str | None = Field(None, description="Where the original bytes were kept.")
+    failed_at: datetime
+
+
+class Alert(_Message):
+    """A rule action's alert on `{prefix}.alerts.v1`."""
+
+    request_id: str
+    source_id: str
+    rule_id: str
+    rule_version: int
+    rule: str
+    severity: str
+    subjects: list[int]
+    measured: float | bool | str | None
+    threshold: float | bool | str | None
+    message: str
+    raised_at: datetime
+
+
+PUBLIC_MESSAGES: dict[str, type[BaseModel]] = {
+    "analysis-result": AnalysisResult,
+    "dead-letter": DeadLetter,
+    "alert": Alert,
+    "image-ref": ImageRef,
+}
