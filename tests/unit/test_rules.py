@@ -297,3 +297,18 @@ def test_error_points_at_the_problem_and_lists_expectations() -> None:
     assert caught.value.column == 9
     assert "a number" in caught.value.expected
     assert caught.value.suggestion == "At most 2 mugs per table."
+
+
+def test_assessment_runs_positioning_then_enabled_rules() -> None:
+    from core.pipeline.assess import assess
+
+    rules = [
+        compile_rule(parse_rule("Every mug must be on a coaster."), "a"),
+        compile_rule(
+            parse_rule("At most 1 mug per table.").model_copy(update={"enabled": False}), "b"
+        ),
+    ]
+    result = assess(SCENE, IMAGE, rules, CALIBRATED)
+    assert result.facts.mug_count == 2
+    assert [v.rule_id for v in result.verdicts] == ["a"]
+    assert [v.rule_id for v in result.failed] == ["a"]

@@ -1,0 +1,43 @@
+"""Preprocess stage: untrusted bytes -> a compact, model-ready image for the inference stage.
+
+The stage topic carries the letterboxed image as lossless PNG (never raw float tensors), so the
+inference stage sees exactly the pixels it would have computed itself, and batched results stay
+identical to one-by-one results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.imaging import DecodedImage, ImageLimits, decode_image
+from core.models.letterbox import Letterbox, letterbox
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    image: DecodedImage
+    box: Letterbox
+    model_input_png: bytes
+
+
+def prepare(data: bytes, input_size: int, limits: ImageLimits | None = None) -> Prepared:
+    """Decode and validate (ImageRejected on bad input), then letterbox and encode."""
+    image = decode_image(data, limits)
+    boxed, info = letterbox(image.pixels, input_size)
+    ok, encoded = cv2.imencode(
+        ".png", cv2.cvtColor(boxed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
+    if not ok:  # pragma: no cover - OpenCV reports failure only for impossible inputs
+        raise RuntimeError("PNG encoding of the model input failed")
+    return Prepared(image, info, encoded.tobytes())
+
+
+def model_input(png: bytes) -> np.ndarray:
+    """The letterboxed RGB pixels back from the stage message."""
+    decoded = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError("stage message holds no decodable model input")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
