@@ -30,6 +30,16 @@ class TrainRecipe:
     init_weights: str | None = None  # continue from these weights instead of random init
 
 
+def _init_provenance(weights: Path) -> dict[str, object]:
+    """Where continued training started: the weights' checksum and, when the weights came with a
+    manifest, the recipe that produced them (so a multi-stage recipe stays fully recorded)."""
+    provenance: dict[str, object] = {"init_sha256": sha256_file(weights)}
+    manifest = weights.parent / MANIFEST_FILE
+    if manifest.is_file():
+        provenance["init_recipe"] = ModelManifest.model_validate_json(manifest.read_text()).recipe
+    return provenance
+
+
 def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
     """mAP50 and mAP50-95 of a weights file on a dataset (ultralytics validation, offline)."""
     prepare_offline()
@@ -111,7 +121,7 @@ def train(
         weights=weights.name,
         recipe={key: getattr(recipe, key) for key in recipe.__dataclass_fields__}
         | {"base": "yolov8n.yaml (random init)", "data": "core.synth generated scenes"}
-        | ({"init_sha256": sha256_file(Path(recipe.init_weights))} if recipe.init_weights else {}),
+        | (_init_provenance(Path(recipe.init_weights)) if recipe.init_weights else {}),
         metrics={f"holdout_{key}": value for key, value in metrics.items()}
         | {"holdout_scenes": float(recipe.holdout_scenes)},
         created=datetime.now(UTC),
