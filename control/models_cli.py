@@ -60,7 +60,12 @@ def train(
         console.print("[red]error:[/] --imgsz must be a multiple of 32")
         raise typer.Exit(2)
     recipe = TrainRecipe(
-        epochs=epochs, imgsz=imgsz, seed=seed, train_scenes=scenes, version=version
+        epochs=epochs,
+        imgsz=imgsz,
+        seed=seed,
+        train_scenes=scenes,
+        version=version,
+        init_weights=str(init) if init else None,
     )
     target = out or Path("assets/models") / recipe.name / version
     work = workdir or Path(tempfile.mkdtemp(prefix="mugpos-train-"))

@@ -120,7 +120,10 @@ def train(
         files={weights.name: sha256_file(weights)},
         weights=weights.name,
         recipe={key: getattr(recipe, key) for key in recipe.__dataclass_fields__}
-        | {"base": "yolov8n.yaml (random init)", "data": "core.synth generated scenes"}
+        | {
+            "base": "yolov8n.yaml (random init)" if not recipe.init_weights else "init_weights",
+            "data": "core.synth generated scenes",
+        }
         | (_init_provenance(Path(recipe.init_weights)) if recipe.init_weights else {}),
         metrics={f"holdout_{key}": value for key, value in metrics.items()}
         | {"holdout_scenes": float(recipe.holdout_scenes)},

@@ -41,6 +41,19 @@ def test_train_writes_verifiable_weights_and_manifest(tmp_path: Path) -> None:
     # Hold-out scenes are generated fresh with their own seeds, apart from training data.
     assert (tmp_path / "work" / "holdout" / "truth").is_dir()
 
+    # A second stage continues from the first and records where it started.
+    second = tmp_path / "model2"
+    result = CliRunner().invoke(app, [
+        "train", "--synthetic", "--epochs", "1", "--imgsz", "64", "--scenes", "12",
+        "--version", "0.0.2", "--out", str(second), "--workdir", str(tmp_path / "work2"),
+        "--init", str(out / "model.pt"),
+    ])
+    assert result.exit_code == 0, result.output
+    recipe = read_manifest(second).recipe
+    assert recipe["init_weights"] == str(out / "model.pt")
+    assert recipe["init_sha256"] == manifest.files["model.pt"]
+    assert recipe["init_recipe"] == manifest.recipe
+
 
 def test_train_refuses_a_non_synthetic_run_and_bad_sizes(tmp_path: Path) -> None:
     runner = CliRunner()
