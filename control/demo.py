@@ -87,9 +87,7 @@ async def _publish(settings: Settings, images: list[bytes]) -> list[str]:
     return ids
 
 
-async def _consume_and_analyse(
-    settings: Settings, expected: int, console: Console
-) -> list[AnalysisResult]:
+async def _consume_and_analyse(settings: Settings, expected: int) -> list[AnalysisResult]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     topics = TopicNames(settings.topic_prefix)
@@ -225,7 +223,7 @@ async def _run(settings: Settings, console: Console) -> bool:
     console.print(
         f"published {len(ids)} generated scenes to {TopicNames(settings.topic_prefix).images}"
     )
-    results = await _consume_and_analyse(settings, len(ids), console)
+    results = await _consume_and_analyse(settings, len(ids))
     console.print(_results_table(results))
     console.print(f"originals and result.json files are under {settings.object_store}")
     return all(h.ok for h in health) and {r.request_id for r in results} == set(ids)

@@ -33,6 +33,8 @@ from core.positioning.geometry import (
     centre,
     circle_box_gap,
     containment,
+    contains,
+    holder,
     polygon_margin,
     radius,
     shift,
@@ -84,20 +86,6 @@ def edge_gap_px(
     return min(sides) - r if sides else None
 
 
-def _table_for(point: tuple[float, float], tables: list[Box]) -> Box | None:
-    """The table holding the point, else the nearest one."""
-    if not tables:
-        return None
-    return min(
-        tables,
-        key=lambda t: (
-            circle_box_gap(point, 0.0, t)[0]
-            if not (t[0] <= point[0] <= t[2] and t[1] <= point[1] <= t[3])
-            else -1e9
-        ),
-    )
-
-
 def analyze(
     detections: Sequence[Detection],
     image_size: tuple[int, int],
@@ -144,7 +132,7 @@ def analyze(
             coaster_of.get(i),
         )
         facts.append(context.facts())
-    per_table = [sum(1 for f in facts if _table_for(centre(f.box), tables) == t) for t in tables]
+    per_table = [sum(1 for f in facts if holder(centre(f.box), tables) == t) for t in tables]
     return SceneFacts(
         scale=scale,
         mugs=tuple(facts),
@@ -214,15 +202,11 @@ class MugContext:
         point = (centre(self.box)[0] + dx_px, centre(self.box)[1] + dy_px)
         r = radius(self.box)
         moved = shift(self.box, dx_px, dy_px)
-        table = _table_for(point, self.tables)
+        table = holder(point, self.tables)
         edge = (
             edge_gap_px(point, r, table, self.image, self.config.image_border_px) if table else None
         )
-        inside = (
-            table is not None
-            and table[0] <= point[0] <= table[2]
-            and table[1] <= point[1] <= table[3]
-        )
+        inside = table is not None and contains(table, point)
         coaster = max(self.coasters, key=lambda c: containment(moved, c), default=None)
         hazard_gap, hazard_name = None, None
         for hazard in self.hazards:

@@ -54,6 +54,18 @@ def circle_box_gap(point: Point, r: float, box: Box) -> tuple[float, Point]:
     return -depth - r, direction
 
 
+def contains(box: Box, point: Point) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+def holder(point: Point, boxes: Sequence[Box]) -> Box | None:
+    """The box containing the point, else the nearest box (None when there are none)."""
+    inside = [box for box in boxes if contains(box, point)]
+    if inside:
+        return inside[0]
+    return min(boxes, key=lambda box: circle_box_gap(point, 0.0, box)[0], default=None)
+
+
 def point_in_polygon(point: Point, polygon: Sequence[Point]) -> bool:
     x, y = point
     inside = False

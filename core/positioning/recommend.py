@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from core.positioning.facts import Move
-from core.positioning.geometry import centre, circle_box_gap, polygon_margin, radius
+from core.positioning.geometry import centre, circle_box_gap, holder, polygon_margin, radius
 
 if TYPE_CHECKING:
     from core.positioning.analysis import Measure, MugContext
@@ -29,9 +29,9 @@ _MARGIN_CM = 0.05  # aim just past each threshold, so rounding never leaves it f
 
 
 def _edge_push(ctx: MugContext, m: Measure, need: float) -> tuple[float, float]:
-    table = next(
-        (t for t in ctx.tables if t[0] <= m.point[0] <= t[2] and t[1] <= m.point[1] <= t[3]), None
-    ) or min(ctx.tables, key=lambda t: circle_box_gap(m.point, 0, t)[0])
+    table = holder(m.point, ctx.tables)
+    if table is None:
+        return 0.0, 0.0
     width, height = ctx.image
     border, r = ctx.config.image_border_px, radius(ctx.box)
     dx = dy = 0.0

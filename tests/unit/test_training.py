@@ -43,11 +43,27 @@ def test_train_writes_verifiable_weights_and_manifest(tmp_path: Path) -> None:
 
     # A second stage continues from the first and records where it started.
     second = tmp_path / "model2"
-    result = CliRunner().invoke(app, [
-        "train", "--synthetic", "--epochs", "1", "--imgsz", "64", "--scenes", "12",
-        "--version", "0.0.2", "--out", str(second), "--workdir", str(tmp_path / "work2"),
-        "--init", str(out / "model.pt"),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--synthetic",
+            "--epochs",
+            "1",
+            "--imgsz",
+            "64",
+            "--scenes",
+            "12",
+            "--version",
+            "0.0.2",
+            "--out",
+            str(second),
+            "--workdir",
+            str(tmp_path / "work2"),
+            "--init",
+            str(out / "model.pt"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     recipe = read_manifest(second).recipe
     assert recipe["init_weights"] == str(out / "model.pt")
