@@ -13,6 +13,7 @@ from rich.table import Table
 from control.console import console, load_or_exit
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
+from control.worker_cli import worker
 
 app = typer.Typer(
     help="H200 Intelligent Mug Positioning System",
@@ -23,6 +24,7 @@ app.command()(synth)
 app.command()(train)
 app.add_typer(models_app, name="models")
 app.add_typer(rules_app, name="rules")
+app.command()(worker)
 
 
 @app.callback()
@@ -101,3 +103,7 @@ def run() -> None:
     ) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    run()

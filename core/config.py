@@ -104,6 +104,19 @@ class Settings(BaseSettings):
         None, description="Local CLIP checkpoint; unset disables CLIP attributes."
     )
 
+    # Pipeline
+    max_batch: PositiveInt = Field(8, description="Most images per inference batch.")
+    max_wait_ms: PositiveInt = Field(
+        50, description="Longest wait to fill an inference batch before running a partial one."
+    )
+    max_image_bytes: PositiveInt = Field(
+        20 * 1024 * 1024, description="Largest accepted image file; larger inputs are rejected."
+    )
+    max_image_pixels: PositiveInt = Field(
+        40_000_000, description="Largest accepted width x height (decompression bombs)."
+    )
+    result_cache_ttl_s: PositiveInt = Field(300, description="Redis TTL of stored results.")
+
     # API
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 signing key for API tokens (secret)."

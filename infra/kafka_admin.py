@@ -43,6 +43,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         spec(topics.alerts, data),
         # Commands and worker status: compaction keeps each worker's latest status forever.
         spec(topics.control, {"cleanup.policy": "compact,delete", **data}),
+        # Stage topics hold work in flight only: a day is plenty to recover from an outage.
+        spec(topics.prepared, {"retention.ms": str(min(settings.topic_retention_ms, 86_400_000))}),
+        spec(topics.detected, {"retention.ms": str(min(settings.topic_retention_ms, 86_400_000))}),
     ]
 
 

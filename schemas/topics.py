@@ -36,6 +36,19 @@ class TopicNames:
         """Operator commands and worker status for the control plane."""
         return f"{self.prefix}.control.v1"
 
+    @property
+    def prepared(self) -> str:
+        """Internal: preprocess -> inference."""
+        return f"{self.prefix}.stage.prepared.v1"
+
+    @property
+    def detected(self) -> str:
+        """Internal: inference -> analysis."""
+        return f"{self.prefix}.stage.detected.v1"
+
+    def stages(self) -> tuple[str, ...]:
+        return (self.prepared, self.detected)
+
     def public(self) -> tuple[str, ...]:
         """Every topic the project declares itself (stage topics are added by the pipeline)."""
         return (self.images, self.results, self.dlq, self.alerts, self.control)

@@ -58,14 +58,14 @@ class Detector:
         results = []
         for prediction, box_info in zip(raw, letterboxes, strict=True):
             candidates = prediction.T  # (anchors, 4 + classes)
-            scores_all = candidates[:, 4:]
-            classes = scores_all.argmax(axis=1)
-            scores = scores_all[np.arange(len(classes)), classes]
-            keep = scores >= threshold
-            if not keep.any():
+            # Multi-label: every (anchor, class) above the threshold is a candidate. A mug on its
+            # coaster has nearly the coaster's box, so one anchor must be able to report both.
+            anchors, classes = np.nonzero(candidates[:, 4:] >= threshold)
+            if not len(anchors):
                 results.append([])
                 continue
-            cxcywh, scores, classes = candidates[keep, :4], scores[keep], classes[keep]
+            scores = candidates[anchors, 4 + classes]
+            cxcywh = candidates[anchors, :4]
             xyxy = np.c_[cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2]
             kept = batched_nms(
                 torch.from_numpy(xyxy).float(),

@@ -22,6 +22,7 @@ from core.models import metrics
 from core.models.backends import Backend, OnnxBackend, TorchBackend, export_onnx, resolve_device
 from core.models.class_map import ClassMap
 from core.models.detector import Detector, DetectorConfig
+from core.models.letterbox import Letterbox, to_batch
 from core.models.manifest import ModelFiles, sha256_file
 from core.models.types import Detection
 
@@ -120,6 +121,19 @@ class ModelManager:
         model = self.active  # taken once: a swap during this batch does not affect it
         started = time.perf_counter()
         results = model.detector.detect(images, confidence)
+        metrics.INFERENCE_SECONDS.labels(model.ref).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(model.ref).observe(len(images))
+        return model.ref, results
+
+    def detect_letterboxed(
+        self, images: list[np.ndarray], boxes: list[Letterbox], confidence: float | None = None
+    ) -> tuple[str, list[list[Detection]]]:
+        """Like `detect`, for images already letterboxed to the model's input size upstream;
+        `boxes` map the detections back to each original image."""
+        model = self.active
+        started = time.perf_counter()
+        raw = model.detector.backend.infer(to_batch(images))
+        results = model.detector.postprocess(raw, boxes, confidence)
         metrics.INFERENCE_SECONDS.labels(model.ref).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(model.ref).observe(len(images))
         return model.ref, results

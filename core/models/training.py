@@ -28,6 +28,7 @@ class TrainRecipe:
     name: str = "mugdet-synth"
     version: str = "1.0.0"
     init_weights: str | None = None  # continue from these weights instead of random init
+    warmup_epochs: float = 3.0  # ultralytics' default
 
 
 def _init_provenance(weights: Path) -> dict[str, object]:
@@ -76,6 +77,9 @@ def train(
     prepare_offline()
     from ultralytics import YOLO
 
+    # Absolute paths: ultralytics puts a relative project under its own runs folder, and reads a
+    # weights path it cannot find as an asset name to download.
+    work, out_dir = work.resolve(), out_dir.resolve()
     log(f"generating {recipe.train_scenes} training and {recipe.val_scenes} validation scenes")
     write_dataset(work / "train", recipe.train_scenes, recipe.imgsz, recipe.seed)
     write_dataset(work / "val", recipe.val_scenes, recipe.imgsz, recipe.seed + 1)
@@ -102,9 +106,16 @@ def train(
         fliplr=0.5,
         flipud=0.5,
         mosaic=1.0,
+        warmup_epochs=recipe.warmup_epochs,
     )
-    best = work / "runs" / "train" / "weights" / "best.pt"
+    return finalize(recipe, work / "runs" / "train" / "weights" / "best.pt", work, out_dir, log)
 
+
+def finalize(
+    recipe: TrainRecipe, best: Path, work: Path, out_dir: Path, log: Callable[[str], None] = print
+) -> ModelManifest:
+    """Evaluate trained weights on a fresh hold-out set; write them with their manifest."""
+    work, out_dir = work.resolve(), out_dir.resolve()
     log("evaluating on a freshly generated hold-out set")
     metrics = evaluate(best, generate_holdout(work, recipe), recipe.imgsz)
     log(f"hold-out mAP50 {metrics['map50']:.3f}, mAP50-95 {metrics['map50_95']:.3f}")

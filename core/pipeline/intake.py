@@ -41,6 +41,19 @@ def _text(name: str, raw: bytes) -> str:
         raise IntakeError(BAD_HEADERS, f"header {name!r} is not UTF-8 text") from None
 
 
+def request_id_hint(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
+    """The request-id header alone, when usable: lets a message whose *other* headers are bad
+    still be answered under the id its sender waits for."""
+    for name, raw in headers or []:
+        if name.lower() == "request-id" and raw:
+            try:
+                value = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                return None
+            return value if value.isprintable() and 0 < len(value) <= _MAX_ID else None
+    return None
+
+
 def parse_headers(headers: Iterable[tuple[str, bytes]] | None) -> InputHeaders:
     """Optional headers: request-id, source-id, content-type, submitted-at (ISO 8601), options (JSON)."""
     values = {name.lower(): _text(name, raw) for name, raw in (headers or []) if raw is not None}

@@ -124,8 +124,8 @@ class KafkaBroker:
                 *jvm,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                self.cluster_id,
+                # `=` form: an id may start with '-', which argparse would take for an option.
+                f"--cluster-id={self.cluster_id}",
                 "-c",
                 str(properties),
             ],

@@ -90,14 +90,14 @@ async def test_declare_creates_topics_with_settings_and_is_idempotent(
     try:
         first = await admin.declare(topic_specs(settings))
         second = await admin.declare(topic_specs(settings))
-        partitions = await admin.partitions(list(names.public()))
+        partitions = await admin.partitions([*names.public(), *names.stages()])
         images_config = await admin.topic_configs(names.images)
         control_config = await admin.topic_configs(names.control)
     finally:
         await admin.close()
     assert set(first.values()) == {"created"}
     assert set(second.values()) == {"exists"}
-    assert partitions == dict.fromkeys(names.public(), 3)
+    assert partitions == dict.fromkeys([*names.public(), *names.stages()], 3)
     assert images_config["retention.ms"] == "3600000"
     assert control_config["cleanup.policy"] == "compact,delete"
 

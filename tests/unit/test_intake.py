@@ -47,6 +47,14 @@ def test_bad_headers_are_refused_with_a_reason(headers) -> None:
     assert caught.value.reason == "bad_headers"
 
 
+def test_request_id_survives_other_bad_headers() -> None:
+    from core.pipeline.intake import request_id_hint
+
+    assert request_id_hint([("options", b"{bad"), ("request-id", b"r-9")]) == "r-9"
+    assert request_id_hint([("request-id", b"\xff")]) is None
+    assert request_id_hint(None) is None
+
+
 def test_derived_ids_are_stable_and_distinct() -> None:
     assert derived_request_id("t", 1, 5) == derived_request_id("t", 1, 5)
     assert derived_request_id("t", 1, 5) != derived_request_id("t", 1, 6)

@@ -27,7 +27,8 @@ def test_specs_take_partitions_replication_and_retention_from_settings() -> None
         topic_retention_ms=1234,
     )
     specs = {spec.name: spec for spec in topic_specs(settings)}
-    assert set(specs) == set(TopicNames("p").public())
+    names = TopicNames("p")
+    assert set(specs) == set(names.public()) | set(names.stages())
     assert {(s.partitions, s.replication) for s in specs.values()} == {(9, 3)}
     assert {s.configs["retention.ms"] for s in specs.values()} == {"1234"}
     assert specs["p.control.v1"].configs["cleanup.policy"] == "compact,delete"

@@ -1,0 +1,41 @@
+"""`mugpos worker`: run pipeline stages as one Faust worker of the consumer group."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from control.console import console, load_or_exit
+
+
+def worker(
+    stage: Annotated[
+        str, typer.Option(help="all, or one of preprocess, inference, analysis.")
+    ] = "all",
+    concurrency: Annotated[int, typer.Option(min=1, help="Parallel actors per I/O stage.")] = 1,
+    datadir: Annotated[
+        Path | None, typer.Option(help="Faust state folder (one per worker).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Consume the images topic and produce results; scale out by starting more workers."""
+    import faust
+
+    from agents.pipeline import STAGES, register
+    from infra.launchers import free_port
+    from streams.app import create_app
+    from streams.context import PipelineContext
+
+    settings = load_or_exit()
+    enabled = STAGES if stage == "all" else (stage,)
+    if stage != "all" and stage not in STAGES:
+        console.print(f"[red]error:[/] unknown stage {stage!r}; use all or {', '.join(STAGES)}")
+        raise typer.Exit(2)
+    folder = datadir or Path(tempfile.mkdtemp(prefix="mugpos-worker-"))
+    # A port of its own, so several workers on one host never clash on Faust's default 6066.
+    app = create_app(settings, datadir=folder, web_port=free_port())
+    register(app, PipelineContext.open(settings), enabled, concurrency)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,53 @@
+"""The Faust application and its topics, configured from Settings.
+
+Faust settings follow platform-notes: short session/heartbeat/rebalance timeouts so a worker is
+ready in seconds, no leader topic, no topic declaration by Faust (infra.provision declares every
+topic with the right partitions and retention), raw bytes in and out (our own JSON contracts).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from core.config import Settings
+from schemas.topics import TopicNames
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # stage messages with a 640 px PNG stay far below this
+
+
+def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App:
+    brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
+    return faust.App(
+        f"{settings.topic_prefix}-pipeline",
+        broker=brokers,
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=6,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=MAX_REQUEST_BYTES,
+        web_enabled=False,
+        web_port=web_port,
+        web_host="127.0.0.1",
+        datadir=str(datadir),
+    )
+
+
+def topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT]:
+    names = TopicNames(settings.topic_prefix)
+    return {
+        key: app.topic(name, key_type=bytes, value_type=bytes)
+        for key, name in (
+            ("images", names.images),
+            ("prepared", names.prepared),
+            ("detected", names.detected),
+        )
+    }

@@ -1,0 +1,78 @@
+"""Everything the pipeline's stages talk to, opened once per worker and closed on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+from redis.asyncio import Redis
+
+from core.config import Settings
+from core.imaging import ImageLimits
+from core.models.manager import ModelManager
+from infra import mongo, redis_client
+from infra.model_store import model_manager_from_settings, model_store_from_settings
+from infra.object_store import ObjectStore, create_object_store
+from infra.rules_store import RuleCache, RulesRepository
+from schemas.topics import TopicNames
+
+
+@dataclass
+class PipelineContext:
+    settings: Settings
+    topics: TopicNames
+    store: ObjectStore
+    mongo_client: AsyncIOMotorClient
+    db: AsyncIOMotorDatabase
+    redis: Redis | None
+    rules: RuleCache
+    limits: ImageLimits
+    models: ModelManager | None = None
+    input_size: int = 0
+    # One thread runs the model: the event loop keeps heartbeats and commits going meanwhile.
+    inference_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="inference")
+    )
+    _listener: asyncio.Task | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> PipelineContext:
+        client = mongo.create_client(settings)
+        db = mongo.database(client, settings)
+        redis = redis_client.create_client(settings)
+        return cls(
+            settings=settings,
+            topics=TopicNames(settings.topic_prefix),
+            store=create_object_store(settings),
+            mongo_client=client,
+            db=db,
+            redis=redis,
+            rules=RuleCache(RulesRepository(db), redis, settings.topic_prefix),
+            limits=ImageLimits(
+                max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+            ),
+        )
+
+    async def start(self, *, with_model: bool) -> None:
+        await mongo.ensure_indexes(self.db)
+        store = model_store_from_settings(self.settings, self.store)
+        self.input_size = (await store.resolve(self.settings.model)).manifest.input_size
+        if with_model:
+            self.models = model_manager_from_settings(self.settings, store)
+            await self.models.activate(self.settings.model)
+        await self.rules.rule_set()
+        ready = asyncio.Event()
+        self._listener = asyncio.create_task(self.rules.listen(ready))
+        await ready.wait()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        self.inference_executor.shutdown(wait=True)
+        await self.store.close()
+        self.mongo_client.close()
+        if self.redis is not None:
+            await self.redis.aclose()
