@@ -255,8 +255,13 @@ async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -
     """One micro-batch: decode, run the model off the event loop, forward per image."""
     assert ctx.models is not None
     items = [PreparedImage.model_validate_json(v) for v in values]
-    images = [model_input(base64.b64decode(item.model_input_png)) for item in items]
     boxes = [Letterbox(**item.letterbox.model_dump()) for item in items]
+    models = ctx.models
+
+    def run() -> tuple[str, list[list[Detection]]]:  # on the inference thread: decode + model
+        images = [model_input(base64.b64decode(item.model_input_png)) for item in items]
+        return models.detect_letterboxed(images, boxes, floor)
+
     floor = min(
         (float(i.options.get("confidence", ctx.settings.confidence_threshold)) for i in items),
         default=ctx.settings.confidence_threshold,
@@ -264,9 +269,7 @@ async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     try:
-        ref, detections = await loop.run_in_executor(
-            ctx.inference_executor, ctx.models.detect_letterboxed, images, boxes, floor
-        )
+        ref, detections = await loop.run_in_executor(ctx.inference_executor, run)
     except Exception as exc:  # a model failure fails these images, never the worker
         log.exception("inference failed for a batch of %d", len(items))
         for item in items:
