@@ -257,15 +257,13 @@ async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -
     items = [PreparedImage.model_validate_json(v) for v in values]
     boxes = [Letterbox(**item.letterbox.model_dump()) for item in items]
     models = ctx.models
+    default = models.active.detector.config.confidence  # settings or the model's operating point
 
     def run() -> tuple[str, list[list[Detection]]]:  # on the inference thread: decode + model
         images = [model_input(base64.b64decode(item.model_input_png)) for item in items]
         return models.detect_letterboxed(images, boxes, floor)
 
-    floor = min(
-        (float(i.options.get("confidence", ctx.settings.confidence_threshold)) for i in items),
-        default=ctx.settings.confidence_threshold,
-    )
+    floor = min((float(i.options.get("confidence", default)) for i in items), default=default)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     try:
@@ -291,7 +289,7 @@ async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -
     took = _ms(started)
     name, version = ref.split(":", 1)
     for item, found in zip(items, detections, strict=True):
-        threshold = float(item.options.get("confidence", ctx.settings.confidence_threshold))
+        threshold = float(item.options.get("confidence", default))
         message = DetectedImage(
             **item.model_dump(exclude={"model_input_png", "timings_ms"}),
             timings_ms=item.timings_ms | {"inference": took, "batch_size": float(len(items))},

@@ -92,8 +92,11 @@ class Settings(BaseSettings):
     model_memory_budget_mb: PositiveInt = Field(
         2048, description="Memory for loaded model versions on CPU (on CUDA: 80% of the device)."
     )
-    confidence_threshold: float = Field(
-        0.25, ge=0.0, le=1.0, description="Default minimum detection confidence."
+    confidence_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Minimum detection confidence; unset uses the model's operating threshold.",
     )
     class_map: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_CLASS_MAP.items()},

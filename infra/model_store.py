@@ -16,7 +16,6 @@ from packaging.version import InvalidVersion, Version
 
 from core.config import Settings
 from core.models.class_map import ClassMap
-from core.models.detector import DetectorConfig
 from core.models.manager import ModelManager
 from core.models.manifest import (
     MANIFEST_FILE,
@@ -179,5 +178,5 @@ def model_manager_from_settings(settings: Settings, store: ModelStore) -> ModelM
         cpu_budget_bytes=settings.model_memory_budget_mb << 20,
         export_dir=settings.model_cache_dir / "onnx",
         class_map=ClassMap(settings.class_map),
-        detector_config=DetectorConfig(confidence=settings.confidence_threshold),
+        confidence=settings.confidence_threshold,
     )

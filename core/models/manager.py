@@ -53,7 +53,7 @@ class ModelManager:
         cpu_budget_bytes: int = 2 << 30,
         export_dir: Path,
         class_map: ClassMap | None = None,
-        detector_config: DetectorConfig | None = None,
+        confidence: float | None = None,
     ) -> None:
         self._resolve = resolve
         self.device = resolve_device(device)
@@ -61,7 +61,7 @@ class ModelManager:
         self.budget_bytes = self._budget(cpu_budget_bytes)
         self.export_dir = export_dir
         self.class_map = class_map or ClassMap()
-        self.detector_config = detector_config or DetectorConfig()
+        self.confidence = confidence  # None: each model's own operating threshold
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._active: LoadedModel | None = None
         self._lock = asyncio.Lock()
@@ -170,7 +170,11 @@ class ModelManager:
         backend = self._backend(files)
         manifest = files.manifest
         detector = Detector(
-            backend, manifest.classes, manifest.input_size, self.class_map, self.detector_config
+            backend,
+            manifest.classes,
+            manifest.input_size,
+            self.class_map,
+            DetectorConfig(confidence=self.confidence or manifest.confidence),
         )
         size = manifest.input_size
         detector.detect([np.zeros((size, size, 3), dtype=np.uint8)])  # warm-up

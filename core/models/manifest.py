@@ -18,6 +18,9 @@ class ModelManifest(BaseModel):
     architecture: str = "yolov8n"
     classes: list[str]
     input_size: int = Field(gt=0, multiple_of=32)
+    confidence: float = Field(
+        0.25, gt=0, lt=1, description="Operating confidence threshold chosen on validation data."
+    )
     files: dict[str, str] = Field(description="file name -> sha256 of every file of the version")
     weights: str = Field(description="the file the detector loads")
     recipe: dict[str, object] = Field(default_factory=dict)

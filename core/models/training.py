@@ -41,6 +41,39 @@ def _init_provenance(weights: Path) -> dict[str, object]:
     return provenance
 
 
+MIN_MUG_RECALL = 0.97
+THRESHOLDS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05)
+
+
+def operating_point(weights: Path, dataset: Path, imgsz: int) -> float:
+    """The highest confidence threshold that still finds MIN_MUG_RECALL of the mugs (IoU >= 0.5)
+    in a validation set: a mug standing on its coaster shares the coaster's box, so its mug score
+    runs lower than the coaster's, and the product must not lose mugs."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from core.models.backends import TorchBackend
+    from core.models.detector import Detector, DetectorConfig
+    from core.positioning.geometry import iou
+
+    backend = TorchBackend(weights)
+    detector = Detector(backend, backend.class_names, imgsz, config=DetectorConfig(confidence=0.01))
+    scores: list[float] = []  # per ground-truth mug: the best score of a matching mug detection
+    for truth_file in sorted((dataset / "truth").glob("*.json")):
+        truth = json.loads(truth_file.read_text())
+        image = np.asarray(Image.open(dataset / truth["image"]).convert("RGB"))
+        found = [d for d in detector.detect([image])[0] if d.role == "mug"]
+        for box in (b["box"] for b in truth["boxes_px"] if b["class"] == "mug"):
+            matches = [d.confidence for d in found if iou(tuple(box), d.box) >= 0.5]
+            scores.append(max(matches, default=0.0))
+    for threshold in THRESHOLDS:
+        if scores and sum(s >= threshold for s in scores) / len(scores) >= MIN_MUG_RECALL:
+            return threshold
+    return THRESHOLDS[-1]
+
+
 def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
     """mAP50 and mAP50-95 of a weights file on a dataset (ultralytics validation, offline)."""
     prepare_offline()
@@ -120,6 +153,8 @@ def finalize(
     metrics = evaluate(best, generate_holdout(work, recipe), recipe.imgsz)
     log(f"hold-out mAP50 {metrics['map50']:.3f}, mAP50-95 {metrics['map50_95']:.3f}")
 
+    confidence = operating_point(best, work / "val", recipe.imgsz)
+    log(f"operating confidence threshold (val mug recall >= {MIN_MUG_RECALL}): {confidence}")
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "model.pt"
     shutil.copyfile(best, weights)
@@ -128,6 +163,7 @@ def finalize(
         version=recipe.version,
         classes=list(CLASSES),
         input_size=recipe.imgsz,
+        confidence=confidence,
         files={weights.name: sha256_file(weights)},
         weights=weights.name,
         recipe={key: getattr(recipe, key) for key in recipe.__dataclass_fields__}

@@ -26,6 +26,12 @@ def intersection(a: Box, b: Box) -> float:
     return area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
 
 
+def iou(a: Box, b: Box) -> float:
+    shared = intersection(a, b)
+    union = area(a) + area(b) - shared
+    return shared / union if union else 0.0
+
+
 def containment(inner: Box, outer: Box) -> float:
     """Share of `inner`'s area that lies inside `outer` (0..1)."""
     whole = area(inner)
