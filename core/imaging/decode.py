@@ -126,6 +126,11 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         raise ImageRejected(reason, f"cannot decode the {kind.upper()} data: {exc}") from None
     except (UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise ImageRejected(DECODE_ERROR, f"cannot decode the {kind.upper()} data: {exc}") from None
+    except Exception as exc:
+        # e.g. ultralytics patches Image.open to import an optional HEIF plugin on failure.
+        raise ImageRejected(
+            DECODE_ERROR, f"cannot decode the {kind.upper()} data: {type(exc).__name__}: {exc}"
+        ) from None
     pixels = np.asarray(rgb, dtype=np.uint8)
     return DecodedImage(
         pixels, kind, pixels.shape[1], pixels.shape[0], hashlib.sha256(data).hexdigest(), len(data)

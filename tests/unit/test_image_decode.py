@@ -110,3 +110,16 @@ def test_multi_frame_images_are_refused() -> None:
     with pytest.raises(ImageRejected) as caught:
         decode_image(frames)
     assert caught.value.reason == reasons.ANIMATED
+
+
+def test_decoding_behaves_the_same_once_ultralytics_patched_pillow() -> None:
+    """Importing ultralytics wraps Image.open (it tries an optional HEIF plugin on failure);
+    garbage must still be a clean rejection, not a crash."""
+    from core.models.offline import prepare_offline
+
+    prepare_offline()
+    import ultralytics.utils.patches  # noqa: F401 - installs the wrapper
+
+    with pytest.raises(ImageRejected) as caught:
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    assert caught.value.reason == reasons.DECODE_ERROR
