@@ -60,24 +60,32 @@ def _ms(since: float) -> float:
 
 
 async def sink(ctx: PipelineContext, producer: Producer, result: AnalysisResult) -> None:
-    """Store a result idempotently (one document per request id), cache it, publish it."""
+    """Store a result idempotently (one document per request id), cache it, then publish it.
+
+    The three writes run concurrently; the result is published only once all are durable. The
+    published copy also carries the sink's own time."""
     started = time.perf_counter()
     payload = result.model_dump_json().encode()
     document = result.model_dump(mode="json") | {"timestamp": result.completed_at}
-    await ctx.db[ANALYSIS_RESULTS].update_one(
-        {"request_id": result.request_id}, {"$set": document}, upsert=True
-    )
-    await ctx.store.put(
-        result_key(result.request_id, "result.json", result.completed_at),
-        payload,
-        content_type="application/json",
-    )
-    if ctx.redis is not None:
-        await ctx.redis.set(
-            f"{ctx.settings.topic_prefix}:result:{result.request_id}",
+    writes = [
+        ctx.db[ANALYSIS_RESULTS].update_one(
+            {"request_id": result.request_id}, {"$set": document}, upsert=True
+        ),
+        ctx.store.put(
+            result_key(result.request_id, "result.json", result.completed_at),
             payload,
-            ex=ctx.settings.result_cache_ttl_s,
+            content_type="application/json",
+        ),
+    ]
+    if ctx.redis is not None:
+        writes.append(
+            ctx.redis.set(
+                f"{ctx.settings.topic_prefix}:result:{result.request_id}",
+                payload,
+                ex=ctx.settings.result_cache_ttl_s,
+            )
         )
+    await asyncio.gather(*writes)
     result.timings_ms["sink"] = _ms(started)
     await publish(
         producer, ctx.topics.results, result.request_id, result.model_dump_json().encode()

@@ -7,6 +7,8 @@ interchangeable.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -76,13 +78,23 @@ def export_onnx(weights: Path, out: Path, imgsz: int) -> Path:
     prepare_offline()
     from ultralytics import YOLO
 
-    exported = Path(
-        YOLO(str(weights)).export(
-            format="onnx", imgsz=imgsz, dynamic=True, simplify=False, device="cpu", verbose=False
-        )
-    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    exported.replace(out)
+    # ultralytics writes next to the weights: export a copy, so a read-only model folder works
+    # and the bundled folder never gains stray files.
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        copy = Path(scratch) / weights.name
+        shutil.copyfile(weights, copy)
+        exported = Path(
+            YOLO(str(copy)).export(
+                format="onnx",
+                imgsz=imgsz,
+                dynamic=True,
+                simplify=False,
+                device="cpu",
+                verbose=False,
+            )
+        )
+        exported.replace(out)
     return out
 
 

@@ -10,6 +10,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import boto3
@@ -115,16 +116,25 @@ class S3ObjectStore(ObjectStore):
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         validate_key(key)
-        await self._run(
+        body, meta = bytes(data), normalize_metadata(metadata)
+        response = await self._run(
             self._call,
             key,
             "put_object",
             Key=key,
-            Body=bytes(data),
+            Body=body,
             ContentType=content_type,
-            Metadata=normalize_metadata(metadata),
+            Metadata=meta,
         )
-        return await self.head(key)
+        # Everything the caller needs is known already: no HEAD round trip per object.
+        return ObjectInfo(
+            key=key,
+            size=len(body),
+            content_type=content_type,
+            etag=str(response.get("ETag", "")).strip('"'),
+            last_modified=datetime.now(UTC),
+            metadata=meta,
+        )
 
     async def get(self, key: str) -> StoredObject:
         validate_key(key)

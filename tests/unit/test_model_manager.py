@@ -99,3 +99,14 @@ async def test_onnx_backend_exports_once_and_reuses_it(store, tmp_path: Path) ->
     again = _manager(store, tmp_path, 1 << 30, backend="onnx")
     await again.activate("mugdet-synth:1")
     assert list((tmp_path / "onnx").rglob("*.onnx")) == exported
+
+
+def test_onnx_export_leaves_the_model_folder_untouched(store, tmp_path: Path) -> None:
+    from core.models.backends import export_onnx
+    from tests.model_fixtures import SHIPPED
+
+    before = sorted(p.name for p in SHIPPED.iterdir())
+    out = export_onnx(SHIPPED / "model.pt", tmp_path / "exports" / "m.onnx", 320)
+    assert out.is_file()
+    assert sorted(p.name for p in SHIPPED.iterdir()) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
