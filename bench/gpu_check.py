@@ -27,7 +27,7 @@ from PIL import Image
 from core.models.backends import TorchBackend, resolve_device
 from core.models.detector import Detector
 from core.models.manifest import read_manifest
-from core.synth import render_scene, sample_scene
+from core.synth.render import scene_jpegs
 
 SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.0.0"
 
@@ -71,13 +71,7 @@ def time_batches(backend: TorchBackend, batch: np.ndarray, repeats: int) -> floa
 
 
 def scenes_jpeg(count: int, size: int) -> list[bytes]:
-    out = []
-    for seed in range(count):
-        image, _ = render_scene(sample_scene(10_000 + seed, size), size)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=90)
-        out.append(buffer.getvalue())
-    return out
+    return scene_jpegs(10_000, count, size)
 
 
 def main() -> None:

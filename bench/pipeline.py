@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.config import Settings
 from core.models.letterbox import letterbox, to_batch
-from core.synth import render_scene, sample_scene
+from core.synth.render import scene_jpegs
 from infra.launchers import KafkaBroker, MotoS3Server, RedisServer, SecantusServer
 from infra.launchers.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from infra.model_store import model_manager_from_settings, model_store_from_settings
@@ -40,13 +40,7 @@ from schemas.topics import TopicNames
 
 
 def scenes(count: int, size: int) -> list[bytes]:
-    out = []
-    for seed in range(count):
-        image, _ = render_scene(sample_scene(990_000 + seed, size), size)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=90)
-        out.append(buffer.getvalue())
-    return out
+    return scene_jpegs(990_000, count, size)
 
 
 async def raw_throughput(settings: Settings, images: list[bytes], batch: int) -> float:

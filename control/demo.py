@@ -12,7 +12,6 @@ step when it lands.
 from __future__ import annotations
 
 import asyncio
-import io
 import tempfile
 import time
 import uuid
@@ -30,7 +29,7 @@ from core.pipeline.intake import parse_headers
 from core.pipeline.prepare import prepare
 from core.positioning.serialize import facts_to_dict
 from core.rules import compile_rule, parse_rule
-from core.synth import render_scene, sample_scene
+from core.synth.render import scene_jpegs
 from infra import mongo
 from infra.health import check_all
 from infra.launchers import SecantusServer, TansuBroker
@@ -53,13 +52,7 @@ SCENES = 6
 
 def sample_scenes(count: int = SCENES, size: int = 640) -> list[bytes]:
     """Generated top-down table scenes as JPEG files (seeds apart from the training data)."""
-    images = []
-    for index in range(count):
-        image, _ = render_scene(sample_scene(880_000 + index, size), size)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=90)
-        images.append(buffer.getvalue())
-    return images
+    return scene_jpegs(880_000, count, size)
 
 
 async def _publish(settings: Settings, images: list[bytes]) -> list[str]:

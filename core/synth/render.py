@@ -256,3 +256,18 @@ def render_scene(
     if scene.device is not None:
         candidates.append(label(scene.device.kind, _rect_points(scene.device.rect, scale)))
     return image, [c for c in candidates if c is not None]
+
+
+def scene_jpegs(first_seed: int, count: int, size: int, quality: int = 90) -> list[bytes]:
+    """Generated scenes as JPEG files, as a camera would send them (demo, benchmarks, tests)."""
+    import io
+
+    from core.synth.scene import sample_scene
+
+    encoded = []
+    for seed in range(first_seed, first_seed + count):
+        image, _ = render_scene(sample_scene(seed, size), size)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        encoded.append(buffer.getvalue())
+    return encoded

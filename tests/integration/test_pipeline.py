@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from PIL import Image
 
 from core.config import Settings
-from core.synth import render_scene, sample_scene
+from core.synth.render import scene_jpegs
 from infra import mongo
 from infra.object_store import S3ObjectStore
 from infra.provision import provision
@@ -41,8 +41,7 @@ def noise_png(width: int, height: int) -> bytes:
 
 
 def scene_jpeg(seed: int, size: int = 480) -> bytes:
-    image, _ = render_scene(sample_scene(600_000 + seed, size), size)
-    return encode(image, "JPEG", quality=90)
+    return scene_jpegs(600_000 + seed, 1, size)[0]
 
 
 class WorkerProcess:
