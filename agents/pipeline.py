@@ -8,6 +8,7 @@ only after its downstream effect is durable (at-least-once; the sink is idempote
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 
 import faust
@@ -33,7 +34,14 @@ def register(
 
     @app.task
     async def open_context() -> None:
-        await ctx.start(with_model="inference" in enabled)
+        try:
+            await ctx.start(with_model="inference" in enabled)
+        except Exception as exc:
+            # Without its model, database or rules a worker can only fail: stop it loudly
+            # instead of leaving agents waiting forever.
+            logging.getLogger(__name__).exception("worker cannot start its pipeline context")
+            await app.crash(exc)
+            return
         ready.set()
 
     if "preprocess" in enabled:
