@@ -87,6 +87,10 @@ def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
         plots=False,
         verbose=False,
         workers=0,
+        # Beside the dataset, not in ultralytics' default ./runs of whatever the cwd is.
+        project=str(data_yaml.parent.resolve() / "runs"),
+        name="val",
+        exist_ok=True,
     )
     return {
         "map50": round(float(metrics.box.map50), 4),
