@@ -182,9 +182,6 @@ class RuleCache:
     def on_change(self, callback: Callable[[RuleSet], None]) -> None:
         self._listeners.append(callback)
 
-    def invalidate_local(self) -> None:
-        self._l1 = None
-
     async def publish_change(self) -> None:
         """After a write: drop the shared copy and tell every process to reload."""
         self._l1 = None
