@@ -30,6 +30,7 @@ from core.positioning.serialize import facts_to_dict
 from infra.mongo import ANALYSIS_RESULTS
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key, upload_key
+from infra.results_history import result_document
 from infra.rule_actions import alert_payload
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, AnalysisResult, DeadLetter, ErrorInfo, ImageRef
 from schemas.stages import DetectedImage, LetterboxInfo, Origin, PreparedImage
@@ -66,7 +67,7 @@ async def sink(ctx: PipelineContext, producer: Producer, result: AnalysisResult)
     published copy also carries the sink's own time."""
     started = time.perf_counter()
     payload = result.model_dump_json().encode()
-    document = result.model_dump(mode="json") | {"timestamp": result.completed_at}
+    document = result_document(result)
     writes = [
         ctx.db[ANALYSIS_RESULTS].update_one(
             {"request_id": result.request_id}, {"$set": document}, upsert=True

@@ -33,11 +33,16 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=120)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--perspective", type=float, default=0.0)
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="detector input (default: the manifest's)"
+    )
     args = parser.parse_args()
     model_dir = BUNDLED_DIR / "mugdet-synth" / "1.0.0"
     manifest = read_manifest(model_dir)
     detector = Detector(
-        TorchBackend(model_dir / manifest.weights), manifest.classes, manifest.input_size
+        TorchBackend(model_dir / manifest.weights),
+        manifest.classes,
+        args.input_size or manifest.input_size,
     )
     roles = ClassMap()
     rows = {"ground-truth boxes": ([], [0, 0]), "detector boxes": ([], [0, 0])}

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from control.api_cli import api, users_app
 from control.console import console, load_or_exit
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
@@ -25,6 +26,8 @@ app.command()(train)
 app.add_typer(models_app, name="models")
 app.add_typer(rules_app, name="rules")
 app.command()(worker)
+app.command()(api)
+app.add_typer(users_app, name="users")
 
 
 @app.callback()

@@ -6,6 +6,7 @@ later deep inside a client library.
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from core.models.class_map import DEFAULT_CLASS_MAP, ROLES
 ENV_PREFIX = "MUGPOS_"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_RATE = re.compile(r"^\d+/(second|minute|hour|day)$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -121,8 +123,31 @@ class Settings(BaseSettings):
     result_cache_ttl_s: PositiveInt = Field(300, description="Redis TTL of stored results.")
 
     # API
+    api_host: str = Field("127.0.0.1", description="Address `mugpos api` listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `mugpos api` listens on.")
     jwt_secret: SecretStr | None = Field(
-        None, description="HS256 signing key for API tokens (secret)."
+        None,
+        description="HS256 signing key for API tokens (secret, >= 32 chars); the API needs it.",
+    )
+    jwt_issuer: str = Field("mugpos", description="`iss` claim of issued tokens, checked on use.")
+    jwt_ttl_s: PositiveInt = Field(3600, description="Lifetime of an issued API token.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key encrypting sensitive stored fields such as e-mail (secret).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="JSON list of browser origins allowed to call the API."
+    )
+    rate_limit: str = Field(
+        "600/minute", description="Requests per authenticated user or API key, e.g. `600/minute`."
+    )
+    rate_limit_ip: str = Field("1200/minute", description="Requests per client IP address.")
+    api_max_wait_ms: PositiveInt = Field(
+        30_000, description="Longest `?wait=` an upload may ask for before getting its result."
+    )
+    api_max_batch_items: PositiveInt = Field(32, description="Most images in one batch upload.")
+    api_max_request_bytes: PositiveInt = Field(
+        64 * 1024 * 1024, description="Largest request body the API reads (413 above it)."
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -212,6 +237,33 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
         return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (HS256 needs a long random key)")
+        return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            key = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError("must be a Fernet key: 32 bytes, url-safe base64 (44 characters)")
+        return value
+
+    @field_validator("rate_limit", "rate_limit_ip")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if not _RATE.match(value.strip()):
+            raise ValueError("must look like `100/minute` (second, minute, hour or day)")
+        return value.strip()
 
     @field_validator("device")
     @classmethod

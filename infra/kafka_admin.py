@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -47,6 +48,18 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         spec(topics.prepared, {"retention.ms": str(min(settings.topic_retention_ms, 86_400_000))}),
         spec(topics.detected, {"retention.ms": str(min(settings.topic_retention_ms, 86_400_000))}),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.committed)
 
 
 class KafkaAdmin:
@@ -151,6 +164,26 @@ class KafkaAdmin:
         return {
             entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
         }
+
+    async def consumer_lag(self, group: str, topics: list[str]) -> list[PartitionLag]:
+        """Committed offset vs log end of every partition of `topics`, for one consumer group."""
+        committed = await (await self._admin()).list_consumer_group_offsets(group)
+        sizes = await self.partitions(topics)
+        wanted = [TopicPartition(t, p) for t, n in sorted(sizes.items()) for p in range(n)]
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+        )
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(wanted) if wanted else {}
+        finally:
+            await consumer.stop()
+        lags = []
+        for tp in wanted:
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else 0
+            lags.append(PartitionLag(tp.topic, tp.partition, position, ends[tp]))
+        return lags
 
     async def close(self) -> None:
         if self._client is not None:

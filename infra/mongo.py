@@ -12,6 +12,8 @@ from core.config import Settings
 ANALYSIS_RESULTS = "analysis_results"
 RULES = "rules"
 ACTIVITY_LOGS = "activity_logs"
+USERS = "users"
+API_KEYS = "api_keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
         IndexSpec((("source_id", ASCENDING), ("timestamp", DESCENDING)), "source_time"),
         IndexSpec((("status", ASCENDING), ("timestamp", DESCENDING)), "status_time"),
         IndexSpec((("timestamp", DESCENDING),), "time"),
+        IndexSpec((("failed_rules", ASCENDING), ("timestamp", DESCENDING)), "failed_rule_time"),
+        IndexSpec((("min_score", ASCENDING), ("timestamp", DESCENDING)), "score_time"),
     ),
     RULES: (
         IndexSpec(
@@ -42,6 +46,8 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
         IndexSpec((("user_id", ASCENDING), ("timestamp", DESCENDING)), "user_time"),
         IndexSpec((("timestamp", DESCENDING),), "time"),
     ),
+    USERS: (IndexSpec((("username", ASCENDING),), "username_unique", unique=True),),
+    API_KEYS: (IndexSpec((("key_id", ASCENDING),), "key_id_unique", unique=True),),
 }
 
 

@@ -46,6 +46,15 @@ class TopicNames:
         """Internal: inference -> analysis."""
         return f"{self.prefix}.stage.detected.v1"
 
+    @property
+    def pipeline_group(self) -> str:
+        """Consumer group (Faust app id) shared by every pipeline worker."""
+        return f"{self.prefix}-pipeline"
+
+    def consumed(self) -> tuple[str, ...]:
+        """The topics pipeline workers consume, in stage order."""
+        return (self.images, self.prepared, self.detected)
+
     def stages(self) -> tuple[str, ...]:
         return (self.prepared, self.detected)
 

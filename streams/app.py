@@ -20,7 +20,7 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024  # stage messages with a 640 px PNG stay far
 def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App:
     brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
     return faust.App(
-        f"{settings.topic_prefix}-pipeline",
+        TopicNames(settings.topic_prefix).pipeline_group,
         broker=brokers,
         key_serializer="raw",
         value_serializer="raw",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,8 +83,8 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
-    limits = limits or ImageLimits()
+def _check_bytes(data: bytes, limits: ImageLimits) -> str:
+    """The sniffed format, once the byte-level checks pass."""
     if not data:
         raise ImageRejected(EMPTY, "the message holds no bytes")
     if len(data) > limits.max_bytes:
@@ -94,25 +96,33 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         )
     if kind not in SUPPORTED:
         raise ImageRejected(UNSUPPORTED_FORMAT, f"{kind.upper()} images are not supported")
+    return kind
+
+
+def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
+    """The image opened from its header only: sizes and frames checked, no pixel allocated."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            TOO_MANY_PIXELS, f"{width}x{height} is over the limit of {limits.max_pixels} pixels"
+        )
+    if min(width, height) < limits.min_side:
+        raise ImageRejected(
+            DECODE_ERROR, f"{width}x{height} is smaller than {limits.min_side} px on a side"
+        )
+    if getattr(image, "n_frames", 1) > 1:
+        raise ImageRejected(ANIMATED, f"{image.n_frames} frames; send one still image")
+    return image
+
+
+@contextmanager
+def _reasons(kind: str) -> Iterator[None]:
+    """Every decoder failure as an ImageRejected with a reason code."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise ImageRejected(
-                    TOO_MANY_PIXELS,
-                    f"{width}x{height} is over the limit of {limits.max_pixels} pixels",
-                )
-            if min(width, height) < limits.min_side:
-                raise ImageRejected(
-                    DECODE_ERROR, f"{width}x{height} is smaller than {limits.min_side} px on a side"
-                )
-            if getattr(image, "n_frames", 1) > 1:
-                raise ImageRejected(ANIMATED, f"{image.n_frames} frames; send one still image")
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            rgb = _to_rgb(image)
+            yield
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -131,6 +141,25 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         raise ImageRejected(
             DECODE_ERROR, f"cannot decode the {kind.upper()} data: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def probe_image(data: bytes, limits: ImageLimits | None = None) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone: the cheap up-front check of an upload."""
+    limits = limits or ImageLimits()
+    kind = _check_bytes(data, limits)
+    with _reasons(kind):
+        image = _open_checked(data, limits)
+        return kind, image.width, image.height
+
+
+def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
+    limits = limits or ImageLimits()
+    kind = _check_bytes(data, limits)
+    with _reasons(kind):
+        image = _open_checked(data, limits)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        rgb = _to_rgb(image)
     pixels = np.asarray(rgb, dtype=np.uint8)
     return DecodedImage(
         pixels, kind, pixels.shape[1], pixels.shape[0], hashlib.sha256(data).hexdigest(), len(data)

@@ -5,29 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from PIL import Image
 
 from core.config import Settings
-from core.synth.render import scene_jpegs
 from infra import mongo
 from infra.object_store import S3ObjectStore
-from infra.provision import provision
 from schemas.messages import AnalysisResult, DeadLetter
 from schemas.topics import TopicNames
-from tests.integration.test_health_and_cli import _env
+from tests.integration.workers import WorkerProcess, scene_jpeg
 from tests.unit.test_image_decode import RGB, encode, png_bomb
 
-MAX_IMAGE_BYTES = 3_000_000  # above the broker's 1 MB message limit: big images use the claim check
 REF = [("content-type", b"application/vnd.mugpos.image-ref+json")]
 
 
@@ -38,80 +31,6 @@ def noise_png(width: int, height: int) -> bytes:
         "PNG",
         compress_level=0,
     )
-
-
-def scene_jpeg(seed: int, size: int = 480) -> bytes:
-    return scene_jpegs(600_000 + seed, 1, size)[0]
-
-
-class WorkerProcess:
-    """One `mugpos worker` child process with its own log and Faust data folder."""
-
-    def __init__(self, settings: Settings, folder: Path, name: str) -> None:
-        self.log_path = folder / f"{name}.log"
-        env = {
-            **os.environ,
-            **_env(settings),
-            "MUGPOS_TOPIC_PARTITIONS": "3",
-            "MUGPOS_MAX_BATCH": "8",
-            "MUGPOS_MAX_WAIT_MS": "50",
-            "MUGPOS_DEVICE": "cpu",
-            "MUGPOS_MODEL_CACHE_DIR": str(folder / "models"),
-            "MUGPOS_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-        }
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "control.cli",
-                "worker",
-                "--datadir",
-                str(folder / name),
-                "--loglevel",
-                "WARNING",
-            ],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=folder,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-    def stop(self) -> int:
-        """SIGTERM: drain and commit, then exit."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self._log.close()
-        print(f"--- {self.log_path.name} ---")
-        print(self.log_path.read_text(errors="replace")[-3000:])
-        return self.process.returncode
-
-
-@pytest.fixture
-def deployment(service_settings: Settings) -> Settings:
-    """Topics, indexes and bucket of a fresh deployment."""
-    asyncio.run(provision(service_settings))
-    return service_settings
-
-
-@pytest.fixture
-def pipeline(deployment: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """A provisioned deployment and one worker process running every stage."""
-    worker = WorkerProcess(deployment, tmp_path, "worker")
-    try:
-        yield deployment
-    finally:
-        worker.stop()
 
 
 async def _publish(settings: Settings, items: list[tuple[str, bytes, list]]) -> None:

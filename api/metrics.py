@@ -1,0 +1,65 @@
+"""Prometheus metrics of the API process. Pipeline stage timings are observed from the results
+the API follows (each result carries its per-stage milliseconds), so one scrape shows both."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self._lookups = {True: 0, False: 0}
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template and status.",
+            ["method", "endpoint", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "endpoint"],
+            registry=self.registry,
+        )
+        self.analysis_requests = Counter(
+            "analysis_requests_total",
+            "Images accepted (enqueued) or refused at upload.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "pipeline_stage_duration_seconds",
+            "Per-stage time of completed results, as reported by the workers.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.results = Counter(
+            "pipeline_results_total",
+            "Results seen on the results topic.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "result_cache_lookups_total",
+            "Result lookups by cache outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_result(self, result: dict) -> None:
+        self.results.labels(result.get("status", "unknown")).inc()
+        for stage, ms in (result.get("timings_ms") or {}).items():
+            if stage != "batch_size":
+                self.stage_seconds.labels(stage).observe(ms / 1000)
+
+    def record_cache(self, hit: bool) -> None:
+        self.cache.labels("hit" if hit else "miss").inc()
+        self._lookups[hit] += 1
+
+    def cache_hit_rate(self) -> float | None:
+        total = self._lookups[True] + self._lookups[False]
+        return None if total == 0 else self._lookups[True] / total

@@ -1,0 +1,42 @@
+"""Request rate limits with `limits`: shared through Redis when configured, else in process."""
+
+from __future__ import annotations
+
+import time
+
+from limits import parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+
+from core.config import Settings
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self._storage: Storage = (
+            RedisStorage(
+                "async+" + settings.redis_url.get_secret_value(),
+                implementation="redispy",
+                key_prefix=f"{settings.topic_prefix}:ratelimit",
+            )
+            if settings.redis_url is not None
+            else MemoryStorage()
+        )
+        self._limiter = FixedWindowRateLimiter(self._storage)
+        self._per_caller = parse(settings.rate_limit)
+        self._per_ip = parse(settings.rate_limit_ip)
+
+    @property
+    def shared(self) -> bool:
+        return isinstance(self._storage, RedisStorage)
+
+    async def retry_after(self, caller: str | None, ip: str) -> int | None:
+        """None when the request may go ahead, else seconds until it may."""
+        checks = [(self._per_ip, "ip", ip)]
+        if caller is not None:
+            checks.append((self._per_caller, "caller", caller))
+        for item, kind, who in checks:
+            if not await self._limiter.hit(item, kind, who):
+                stats = await self._limiter.get_window_stats(item, kind, who)
+                return max(1, int(stats.reset_time - time.time()) + 1)
+        return None

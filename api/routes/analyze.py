@@ -1,0 +1,328 @@
+"""Submit images, wait for or look up their results, query history, fetch the stored pictures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from sse_starlette.sse import EventSourceResponse
+
+from api.deps import require, services
+from api.problems import Problem
+from api.services import ApiServices
+from api.uploads import Accepted, check_image, check_options, enqueue
+from core.access import Principal
+from core.imaging.annotate import annotate
+from infra import activity_log
+from infra.object_store import ObjectNotFound
+from infra.object_store.keys import result_key
+from infra.results_history import BadCursor, ResultQuery, find_result, query_results
+
+router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
+Services = Annotated[ApiServices, Depends(services)]
+_SOURCE = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+class Submitted(BaseModel):
+    request_id: str
+    status: Literal["pending"] = "pending"
+    status_url: str
+    source_id: str
+    object_key: str
+    image: dict[str, object]
+
+
+class BatchItem(BaseModel):
+    filename: str
+    request_id: str | None = None
+    status_url: str | None = None
+    error: dict[str, object] | None = None
+
+
+class BatchSubmitted(BaseModel):
+    accepted: int
+    refused: int
+    items: list[BatchItem]
+
+
+class ResultPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+def _status_url(request: Request, request_id: str) -> str:
+    return str(request.url_for("get_result", request_id=request_id).path)
+
+
+def _submitted(request: Request, item: Accepted) -> Submitted:
+    return Submitted(
+        request_id=item.request_id,
+        status_url=_status_url(request, item.request_id),
+        source_id=item.source_id,
+        object_key=item.object_key,
+        image={"format": item.format, "width": item.width, "height": item.height},
+    )
+
+
+async def _read_limited(svc: ApiServices, upload: UploadFile) -> bytes:
+    data = await upload.read(svc.settings.max_image_bytes + 1)
+    if len(data) > svc.settings.max_image_bytes:
+        raise Problem(
+            413,
+            f"{upload.filename}: over the limit of {svc.settings.max_image_bytes} bytes",
+            code="too_large",
+        )
+    return data
+
+
+async def cached_result(svc: ApiServices, request_id: str) -> dict[str, Any] | None:
+    """Redis first (the sink's TTL copy), then MongoDB (where an upload is `pending` until its
+    result replaces the placeholder)."""
+    if svc.redis is not None:
+        cached = await svc.redis.get(f"{svc.settings.topic_prefix}:result:{request_id}")
+        svc.metrics.record_cache(cached is not None)
+        if cached is not None:
+            return orjson.loads(cached)
+    return await find_result(svc.db, request_id)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Submitted,
+    responses={200: {"description": "The result, when `wait` was given and it was ready."}},
+)
+async def submit(
+    request: Request,
+    svc: Services,
+    principal: Annotated[Principal, Depends(require("write:analysis"))],
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF.")],
+    source_id: Annotated[str, Form(pattern=_SOURCE)] = "api",
+    options: Annotated[str | None, Form(description='JSON, e.g. {"confidence": 0.3}')] = None,
+    wait: Annotated[
+        int | None, Query(ge=0, description="Milliseconds to wait for the result.")
+    ] = None,
+) -> Any:
+    """Check the image, store it, enqueue it (claim check) and answer 202 — or the result, when
+    `wait` is given and the pipeline finishes within it."""
+    if wait is not None and wait > svc.settings.api_max_wait_ms:
+        raise Problem(
+            422, f"wait is at most {svc.settings.api_max_wait_ms} ms", code="wait_too_long"
+        )
+    parsed = check_options(options)
+    data = await _read_limited(svc, image)
+    try:
+        kind, width, height = check_image(svc, data, image.content_type, image.filename or "image")
+    except Problem:
+        svc.metrics.analysis_requests.labels("refused").inc()
+        raise
+    item = await enqueue(svc, data, kind, (width, height), source_id, parsed)
+    await _audit(svc, request, principal, "analysis.submit", item.request_id)
+    result = await wait_for_result(svc, item.request_id, wait / 1000) if wait else None
+    return JSONResponse(result) if result else _submitted(request, item)
+
+
+async def _audit(
+    svc: ApiServices, request: Request, principal: Principal, action: str, resource: str
+) -> None:
+    await activity_log.record(
+        svc.db,
+        user_id=principal.subject,
+        action=action,
+        resource=resource,
+        ip=request.client.host if request.client else None,
+    )
+
+
+async def wait_for_result(svc: ApiServices, request_id: str, timeout_s: float) -> dict | None:
+    """The result once stored, or None after `timeout_s`. The sink stores before it publishes,
+    so checking the stores *after* registering the waiter cannot miss a result."""
+    with svc.hub.waiting(request_id) as future:
+        found = await cached_result(svc, request_id)
+        if found is not None and found.get("status") != "pending":
+            return found
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+
+
+@router.post("/batch", status_code=202, response_model=BatchSubmitted)
+async def submit_batch(
+    request: Request,
+    svc: Services,
+    principal: Annotated[Principal, Depends(require("write:analysis"))],
+    images: Annotated[list[UploadFile], File(description="Images, or one .zip of images.")],
+    source_id: Annotated[str, Form(pattern=_SOURCE)] = "api",
+    options: Annotated[str | None, Form()] = None,
+) -> BatchSubmitted:
+    """Several images (or a zip of them); each is checked and enqueued on its own, so one bad file
+    does not refuse the others."""
+    parsed = check_options(options)
+    files: list[tuple[str, bytes, str | None]] = []
+    for upload in images:
+        data = await _read_limited(svc, upload) if len(images) > 1 else await upload.read()
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            files.extend(_unzip(svc, data))
+        else:
+            files.append((upload.filename or "image", data, upload.content_type))
+    if not files:
+        raise Problem(400, "no images in the request", code="empty_batch")
+    if len(files) > svc.settings.api_max_batch_items:
+        raise Problem(
+            413,
+            f"{len(files)} images; a batch holds at most {svc.settings.api_max_batch_items}",
+            code="batch_too_large",
+        )
+    items: list[BatchItem] = []
+    for name, data, declared in files:
+        try:
+            if len(data) > svc.settings.max_image_bytes:
+                raise Problem(413, f"{name}: over the byte limit", code="too_large")
+            kind, width, height = check_image(svc, data, declared, name)
+        except Problem as exc:
+            svc.metrics.analysis_requests.labels("refused").inc()
+            items.append(BatchItem(filename=name, error={"code": exc.code, "detail": exc.detail}))
+            continue
+        item = await enqueue(svc, data, kind, (width, height), source_id, parsed)
+        items.append(
+            BatchItem(
+                filename=name,
+                request_id=item.request_id,
+                status_url=_status_url(request, item.request_id),
+            )
+        )
+    accepted = [i.request_id for i in items if i.request_id]
+    await _audit(svc, request, principal, "analysis.submit_batch", ",".join(accepted)[:1000])
+    return BatchSubmitted(accepted=len(accepted), refused=len(items) - len(accepted), items=items)
+
+
+def _unzip(svc: ApiServices, data: bytes) -> list[tuple[str, bytes, str | None]]:
+    """The zip's files. An entry over the byte limit is not expanded (zip bombs); it stands in
+    as an over-limit placeholder, so it is refused like any oversize file."""
+    limit = svc.settings.max_image_bytes
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = [e for e in archive.infolist() if not e.is_dir()]
+            if len(entries) > svc.settings.api_max_batch_items:
+                raise Problem(413, f"the zip holds {len(entries)} files", code="batch_too_large")
+            return [
+                (e.filename, archive.read(e) if e.file_size <= limit else bytes(limit + 1), None)
+                for e in entries
+            ]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise Problem(422, f"cannot read the zip: {exc}", code="bad_zip") from None
+
+
+@router.get("/{request_id}", name="get_result", responses={404: {}, 200: {}})
+async def get_result(
+    request_id: str,
+    svc: Services,
+    _: Annotated[Principal, Depends(require("read:analysis"))],
+) -> Any:
+    """The stored result; `{"status": "pending"}` while the image is still in the pipeline."""
+    found = await cached_result(svc, request_id)
+    if found is None:
+        raise Problem(404, f"no request {request_id}", code="unknown_request")
+    return found
+
+
+@router.get("", response_model=ResultPage)
+async def list_results(
+    svc: Services,
+    _: Annotated[Principal, Depends(require("read:analysis"))],
+    source_id: Annotated[str | None, Query(pattern=_SOURCE)] = None,
+    status: Literal["pending", "ok", "rejected", "failed"] | None = None,
+    failed_rule: Annotated[str | None, Query(max_length=64, description="A rule id.")] = None,
+    min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> ResultPage:
+    """Results newest first, filtered; follow `next_cursor` for older ones."""
+    query = ResultQuery(source_id, status, failed_rule, min_score, since, until)
+    try:
+        items, next_cursor = await query_results(svc.db, query, limit=limit, cursor=cursor)
+    except BadCursor as exc:
+        raise Problem(400, str(exc), code="bad_cursor") from None
+    return ResultPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{request_id}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 404: {}},
+)
+async def get_image(
+    request_id: str,
+    svc: Services,
+    _: Annotated[Principal, Depends(require("read:analysis"))],
+    annotated: bool = False,
+) -> Response:
+    """The original image, or with `annotated=true` the boxes and verdicts drawn on it (rendered
+    on first request and kept beside the result)."""
+    found = await find_result(svc.db, request_id)
+    image = (found or {}).get("image") or {}
+    if not image.get("object_key"):
+        raise Problem(404, f"no stored image for {request_id}", code="no_image")
+    if annotated:
+        when = datetime.fromisoformat(found["completed_at"])  # type: ignore[index]
+        key = result_key(request_id, "annotated.jpg", when)
+        try:
+            return Response((await svc.store.get(key)).data, media_type="image/jpeg")
+        except ObjectNotFound:
+            pass
+    try:
+        original = await svc.store.get(image["object_key"])
+    except ObjectNotFound:
+        raise Problem(404, f"the stored image of {request_id} is gone", code="no_image") from None
+    if not annotated:
+        return Response(original.data, media_type=original.info.content_type)
+    rendered = await asyncio.to_thread(_render, original.data, found)  # type: ignore[arg-type]
+    await svc.store.put(key, rendered, content_type="image/jpeg")
+    return Response(rendered, media_type="image/jpeg")
+
+
+def _render(original: bytes, result: dict[str, Any]) -> bytes:
+    failed_subjects = {
+        index for v in result.get("verdicts", []) if v["passed"] is False for index in v["subjects"]
+    }
+    mugs = [
+        (m["box"], not m["failing"] and m["index"] not in failed_subjects)
+        for m in (result.get("positioning") or {}).get("mugs", [])
+    ]
+    detections = [
+        (d["class_name"], d["role"], d["confidence"], d["box"])
+        for d in result.get("detections", [])
+    ]
+    return annotate(original, detections, mugs)
+
+
+@router.get("/{request_id}/events", response_class=EventSourceResponse)
+async def result_events(
+    request_id: str,
+    svc: Services,
+    _: Annotated[Principal, Depends(require("read:analysis"))],
+    wait_s: Annotated[
+        int, Query(alias="timeout", ge=1, le=300, description="Seconds to wait.")
+    ] = 60,
+) -> EventSourceResponse:
+    """Server-sent events for one request: `pending`, then `result` (or `timeout`)."""
+
+    async def events():
+        yield {"event": "pending", "data": orjson.dumps({"request_id": request_id}).decode()}
+        result = await wait_for_result(svc, request_id, wait_s)
+        if result is None:
+            yield {"event": "timeout", "data": orjson.dumps({"request_id": request_id}).decode()}
+        else:
+            yield {"event": "result", "data": orjson.dumps(result).decode()}
+
+    return EventSourceResponse(events())

@@ -1,0 +1,192 @@
+"""Rules: plain English or JSON in, versioned documents out; parse and back-test before saving."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, model_validator
+
+from api.deps import client_ip, require, services
+from api.problems import Problem
+from api.services import ApiServices
+from core.access import Principal
+from core.rules import RuleSpec, RuleSpecError, RuleSyntaxError, compile_rule, parse_rule
+from core.rules.backtest import backtest
+from core.rules.explain import explain
+from infra import activity_log
+from infra.results_history import recent_facts
+from infra.rules_store import RuleNotFound, StoredRule
+
+router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+Services = Annotated[ApiServices, Depends(services)]
+
+
+class RuleInput(BaseModel):
+    """Either `text` (plain English) or `rule` (the structured form)."""
+
+    text: str | None = Field(
+        None, min_length=1, max_length=500, examples=["Every mug must be on a coaster."]
+    )
+    rule: RuleSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RuleInput:
+        if (self.text is None) == (self.rule is None):
+            raise ValueError("give exactly one of `text` or `rule`")
+        return self
+
+
+class ParsedRule(BaseModel):
+    rule: RuleSpec
+    explanation: str
+
+
+class RuleOut(BaseModel):
+    rule_id: str
+    version: int
+    created_at: str
+    created_by: str
+    rule: RuleSpec
+    explanation: str
+
+
+def _spec(body: RuleInput) -> RuleSpec:
+    try:
+        spec = parse_rule(body.text) if body.text is not None else body.rule
+        assert spec is not None
+        compile_rule(spec, "check")
+        return spec
+    except RuleSyntaxError as exc:
+        raise Problem(422, str(exc), code="rule_syntax", **exc.as_dict()) from None
+    except RuleSpecError as exc:
+        raise Problem(422, str(exc), code="rule_invalid") from None
+
+
+def _out(rule: StoredRule) -> RuleOut:
+    return RuleOut(
+        rule_id=rule.rule_id,
+        version=rule.version,
+        created_at=rule.created_at.isoformat(),
+        created_by=rule.created_by,
+        rule=rule.spec,
+        explanation=explain(rule.spec),
+    )
+
+
+async def _changed(
+    svc: ApiServices, request: Request, who: Principal, action: str, rule: StoredRule
+) -> None:
+    """Workers reload within a second; live subscribers and the audit log hear of it."""
+    await svc.rule_cache.publish_change()
+    svc.hub.publish_event(
+        {"type": "rules.changed", "data": {"rule_id": rule.rule_id, "version": rule.version}}
+    )
+    await activity_log.record(
+        svc.db,
+        user_id=who.subject,
+        action=action,
+        resource=f"{rule.rule_id}@{rule.version}",
+        ip=client_ip(request),
+    )
+
+
+async def _get(svc: ApiServices, rule_id: str, version: int | None = None) -> StoredRule:
+    try:
+        return await svc.rules.get(rule_id, version)
+    except RuleNotFound as exc:
+        raise Problem(404, str(exc), code="unknown_rule") from None
+
+
+@router.post("/parse", response_model=ParsedRule)
+async def parse(
+    body: RuleInput, _: Annotated[Principal, Depends(require("read:rules"))]
+) -> ParsedRule:
+    """What a sentence compiles to (nothing is stored), or where and why it does not parse."""
+    spec = _spec(body)
+    return ParsedRule(rule=spec, explanation=explain(spec))
+
+
+@router.get("", response_model=list[RuleOut])
+async def list_rules(
+    svc: Services, _: Annotated[Principal, Depends(require("read:rules"))]
+) -> list[RuleOut]:
+    """The newest version of every rule, enabled or not."""
+    return [_out(r) for r in await svc.rules.latest()]
+
+
+@router.post("", status_code=201, response_model=RuleOut)
+async def create_rule(
+    body: RuleInput,
+    request: Request,
+    svc: Services,
+    who: Annotated[Principal, Depends(require("write:rules"))],
+) -> RuleOut:
+    rule = await svc.rules.create(_spec(body), who.subject)
+    await _changed(svc, request, who, "rules.create", rule)
+    return _out(rule)
+
+
+@router.get("/{rule_id}", response_model=RuleOut)
+async def get_rule(
+    rule_id: str,
+    svc: Services,
+    _: Annotated[Principal, Depends(require("read:rules"))],
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> RuleOut:
+    return _out(await _get(svc, rule_id, version))
+
+
+@router.get("/{rule_id}/versions", response_model=list[RuleOut])
+async def rule_versions(
+    rule_id: str, svc: Services, _: Annotated[Principal, Depends(require("read:rules"))]
+) -> list[RuleOut]:
+    try:
+        return [_out(r) for r in await svc.rules.history(rule_id)]
+    except RuleNotFound as exc:
+        raise Problem(404, str(exc), code="unknown_rule") from None
+
+
+@router.put("/{rule_id}", response_model=RuleOut)
+async def update_rule(
+    rule_id: str,
+    body: RuleInput,
+    request: Request,
+    svc: Services,
+    who: Annotated[Principal, Depends(require("write:rules"))],
+) -> RuleOut:
+    """A new version; earlier versions stay readable."""
+    spec = _spec(body)
+    await _get(svc, rule_id)
+    rule = await svc.rules.update(rule_id, spec, who.subject)
+    await _changed(svc, request, who, "rules.update", rule)
+    return _out(rule)
+
+
+@router.delete("/{rule_id}", response_model=RuleOut)
+async def disable_rule(
+    rule_id: str,
+    request: Request,
+    svc: Services,
+    who: Annotated[Principal, Depends(require("delete:rules"))],
+) -> RuleOut:
+    """Disables the rule (a new, disabled version); history is kept."""
+    await _get(svc, rule_id)
+    rule = await svc.rules.disable(rule_id, who.subject)
+    await _changed(svc, request, who, "rules.disable", rule)
+    return _out(rule)
+
+
+@router.post("/{rule_id}/backtest")
+async def backtest_rule(
+    rule_id: str,
+    svc: Services,
+    _: Annotated[Principal, Depends(require("read:rules"))],
+    last: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Pass/fail counts of the rule over the facts stored with the last `last` results."""
+    rule = await _get(svc, rule_id, version)
+    report = backtest(compile_rule(rule.spec, rule.rule_id), await recent_facts(svc.db, last))
+    return asdict(report) | {"rule_id": rule.rule_id, "version": rule.version}

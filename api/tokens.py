@@ -1,0 +1,43 @@
+"""JWT issue and check (PyJWT). Only HMAC algorithms are accepted, from a fixed list, so neither
+`alg=none` nor an RSA/HMAC confusion token can pass."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from core.access import ROLES, Principal
+
+ALGORITHM = "HS256"
+LEEWAY_S = 10
+
+
+class InvalidToken(ValueError):
+    pass
+
+
+def issue(secret: str, issuer: str, ttl_s: int, principal: Principal) -> str:
+    now = int(time.time())
+    claims = {"sub": principal.subject, "role": principal.role, "iss": issuer, "iat": now}
+    claims["exp"] = now + ttl_s
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify(secret: str, issuer: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "iss", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken(f"the token is not valid: {exc}") from None
+    if claims.get("role") not in ROLES:
+        raise InvalidToken("the token names no known role")
+    return Principal(str(claims["sub"]), claims["role"], "user")

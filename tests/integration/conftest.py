@@ -1,0 +1,30 @@
+"""Fixtures shared by the integration tests: a provisioned deployment and a running worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from infra.provision import provision
+from tests.integration.workers import WorkerProcess
+
+
+@pytest.fixture
+def deployment(service_settings: Settings) -> Settings:
+    """Topics, indexes and bucket of a fresh deployment."""
+    asyncio.run(provision(service_settings))
+    return service_settings
+
+
+@pytest.fixture
+def pipeline(deployment: Settings, tmp_path: Path) -> Iterator[Settings]:
+    """A provisioned deployment and one worker process running every stage."""
+    worker = WorkerProcess(deployment, tmp_path, "worker")
+    try:
+        yield deployment
+    finally:
+        worker.stop()
