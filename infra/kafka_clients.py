@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core.config import Settings
+from infra.kafka_admin import KafkaAdmin
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,15 @@ class TopicFollower:
             group_id=None,
             client_id=f"{self._settings.topic_prefix}-api-follower",
         )
-        await consumer.start()
-        partitions = consumer.partitions_for_topic(self._topic)
-        if not partitions:
-            await consumer.stop()
+        admin = KafkaAdmin(self._settings.kafka_bootstrap)
+        try:
+            count = (await admin.partitions([self._topic])).get(self._topic)
+        finally:
+            await admin.close()
+        if not count:
             raise RuntimeError(f"topic {self._topic} does not exist; run `mugpos setup` first")
-        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        await consumer.start()
+        assigned = [TopicPartition(self._topic, p) for p in range(count)]
         consumer.assign(assigned)
         await consumer.seek_to_end(*assigned)
         for tp in assigned:  # resolve the positions now, not lazily at the first fetch

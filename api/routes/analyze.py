@@ -231,6 +231,8 @@ async def get_result(
     found = await cached_result(svc, request_id)
     if found is None:
         raise Problem(404, f"no request {request_id}", code="unknown_request")
+    if found.get("status") == "pending":
+        return {k: found[k] for k in ("request_id", "source_id", "status", "submitted_at")}
     return found
 
 

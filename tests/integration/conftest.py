@@ -10,6 +10,7 @@ import pytest
 
 from core.config import Settings
 from infra.provision import provision
+from tests.integration.api_server import ApiServer, api_settings, start_api
 from tests.integration.workers import WorkerProcess
 
 
@@ -28,3 +29,18 @@ def pipeline(deployment: Settings, tmp_path: Path) -> Iterator[Settings]:
         yield deployment
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def api_deployment(deployment: Settings) -> Settings:
+    return api_settings(deployment)
+
+
+@pytest.fixture
+def api(api_deployment: Settings) -> Iterator[ApiServer]:
+    """The API on a loopback port (no worker behind it), with a user per role."""
+    server = start_api(api_deployment)
+    try:
+        yield server
+    finally:
+        server.stop()
