@@ -31,6 +31,7 @@ def api(
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,  # the app writes its own JSON access log, without query strings
+        timeout_graceful_shutdown=10,  # live subscribers must not hold a restart up
     )
 
 

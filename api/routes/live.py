@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -35,7 +36,17 @@ async def control_plane(websocket: WebSocket, source_id: str | None = None) -> N
         await websocket.send_json(
             {"type": "hello", "data": {"subject": principal.subject, "source_id": source_id}}
         )
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                event = await subscription.queue.get()
-                await websocket.send_json(event)
+        sender = asyncio.create_task(_forward(websocket, subscription.queue))
+        try:
+            with contextlib.suppress(WebSocketDisconnect):
+                while True:  # the client says nothing; this notices when it leaves
+                    await websocket.receive_text()
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+
+async def _forward(websocket: WebSocket, queue: asyncio.Queue) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await websocket.send_json(await queue.get())

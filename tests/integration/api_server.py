@@ -58,6 +58,7 @@ class ApiServer:
             log_level="warning",
             lifespan="on",
             ws="websockets-sansio",
+            timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="api")
