@@ -138,6 +138,32 @@ def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+def settings_for(
+    name: str,
+    kafka: KafkaBroker,
+    mongo: SecantusServer,
+    redis: RedisServer,
+    s3: MotoS3Server,
+) -> Settings:
+    """Settings for every real service, with a topic prefix, database and bucket named `name`."""
+    return Settings(
+        _env_file=None,
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=name,
+        topic_partitions=3,
+        mongodb_uri=mongo.uri,
+        mongodb_db=name,
+        redis_url=redis.url,
+        object_store="s3",
+        s3_endpoint_url=s3.endpoint_url,
+        s3_bucket=name,
+        s3_region="us-east-1",
+        s3_access_key_id=ACCESS_KEY_ID,
+        s3_secret_access_key=SECRET_ACCESS_KEY,
+        device="cpu",
+    )
+
+
 @pytest.fixture
 def service_settings(
     kafka_broker: KafkaBroker,
@@ -147,19 +173,4 @@ def service_settings(
     unique_name: str,
 ) -> Settings:
     """Settings for every real service, with a topic prefix, database and bucket of its own."""
-    return Settings(
-        _env_file=None,
-        kafka_bootstrap=kafka_broker.bootstrap,
-        topic_prefix=unique_name,
-        topic_partitions=3,
-        mongodb_uri=mongo_server.uri,
-        mongodb_db=unique_name,
-        redis_url=redis_server.url,
-        object_store="s3",
-        s3_endpoint_url=s3_server.endpoint_url,
-        s3_bucket=unique_name,
-        s3_region="us-east-1",
-        s3_access_key_id=ACCESS_KEY_ID,
-        s3_secret_access_key=SECRET_ACCESS_KEY,
-        device="cpu",
-    )
+    return settings_for(unique_name, kafka_broker, mongo_server, redis_server, s3_server)
