@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -33,11 +34,12 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=120)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--perspective", type=float, default=0.0)
+    parser.add_argument("--model-dir", type=Path, help="a model folder (default: the shipped one)")
     parser.add_argument(
         "--input-size", type=int, default=None, help="detector input (default: the manifest's)"
     )
     args = parser.parse_args()
-    model_dir = BUNDLED_DIR / "mugdet-synth" / "1.0.0"
+    model_dir = args.model_dir or BUNDLED_DIR / "mugdet-synth" / "1.0.0"
     manifest = read_manifest(model_dir)
     detector = Detector(
         TorchBackend(model_dir / manifest.weights),

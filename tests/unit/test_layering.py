@@ -16,7 +16,7 @@ ALLOWED: dict[str, set[str]] = {
     "streams": {"schemas", "core", "infra"},
     "agents": {"schemas", "core", "infra", "streams"},
     "api": {"schemas", "core", "infra"},
-    "control": {"schemas", "core", "infra", "streams", "agents"},
+    "control": {"schemas", "core", "infra", "streams", "agents", "api"},
 }
 # core stays pure: no transport, database or web client.
 CORE_FORBIDDEN = {

@@ -82,7 +82,7 @@ def test_object_store_must_not_be_a_file(workdir: Path) -> None:
 
 
 SECRETS = {
-    "MUGPOS_JWT_SECRET": "jwt-very-secret-value",
+    "MUGPOS_JWT_SECRET": "jwt-very-secret-value-0123456789abcdef",
     "MUGPOS_S3_SECRET_ACCESS_KEY": "s3-very-secret-value",
     "MUGPOS_MONGODB_URI": "mongodb://app:mongo-very-secret@db:27017",
     "MUGPOS_REDIS_URL": "redis://:redis-very-secret@cache:6379/0",

@@ -1,0 +1,83 @@
+"""Role permissions and JWT checks, without a server."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import jwt
+import pytest
+
+from api import tokens
+from core.access import ROLES, Principal, allowed
+
+SECRET = "s" * 40
+
+
+@pytest.mark.parametrize(
+    ("role", "permission", "expected"),
+    [
+        ("viewer", "read:analysis", True),
+        ("viewer", "read:dashboard", True),
+        ("viewer", "read:rules", False),
+        ("viewer", "write:analysis", False),
+        ("analyst", "write:analysis", True),
+        ("analyst", "write:feedback", True),
+        ("analyst", "write:rules", False),
+        ("manager", "write:rules", True),
+        ("manager", "delete:rules", True),
+        ("manager", "write:servers", True),
+        ("manager", "write:users", False),
+        ("admin", "write:users", True),
+        ("admin", "anything:else", True),
+        ("intruder", "read:analysis", False),
+    ],
+)
+def test_role_permissions(role: str, permission: str, expected: bool) -> None:
+    assert allowed(role, permission) is expected
+
+
+def test_each_role_holds_everything_the_one_below_holds() -> None:
+    probes = ["read:analysis", "read:dashboard", "read:rules", "write:analysis", "write:rules"]
+    for lower, higher in itertools.pairwise(ROLES):
+        for permission in probes:
+            assert not allowed(lower, permission) or allowed(higher, permission)
+
+
+def test_token_round_trip_and_rejections() -> None:
+    token = tokens.issue(SECRET, "mugpos", 60, Principal("alice", "manager"))
+    assert tokens.verify(SECRET, "mugpos", token) == Principal("alice", "manager", "user")
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], issuer="mugpos")
+    assert claims["exp"] - claims["iat"] == 60
+    with pytest.raises(tokens.InvalidToken, match="issuer"):
+        tokens.verify(SECRET, "other", token)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify("t" * 40, "mugpos", token)
+    now = int(time.time())
+    unsigned = jwt.encode(
+        {"sub": "a", "role": "admin", "iss": "mugpos", "iat": now, "exp": now + 60},
+        None,
+        algorithm="none",
+    )
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(SECRET, "mugpos", unsigned)
+    expired = jwt.encode(
+        {"sub": "a", "role": "admin", "iss": "mugpos", "iat": now - 100, "exp": now - 11},
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(tokens.InvalidToken, match="expired"):
+        tokens.verify(SECRET, "mugpos", expired)
+    within_leeway = jwt.encode(
+        {"sub": "a", "role": "admin", "iss": "mugpos", "iat": now - 100, "exp": now - 5},
+        SECRET,
+        algorithm="HS256",
+    )
+    assert tokens.verify(SECRET, "mugpos", within_leeway).role == "admin"
+    bad_role = jwt.encode(
+        {"sub": "a", "role": "root", "iss": "mugpos", "iat": now, "exp": now + 60},
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(tokens.InvalidToken, match="role"):
+        tokens.verify(SECRET, "mugpos", bad_role)
