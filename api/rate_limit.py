@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import RedisError
 
 from core.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 class RateLimiter:
@@ -18,6 +23,10 @@ class RateLimiter:
                 "async+" + settings.redis_url.get_secret_value(),
                 implementation="redispy",
                 key_prefix=f"{settings.topic_prefix}:ratelimit",
+                # Under a burst, wait for a pooled connection instead of failing the request.
+                connection_pool=BlockingConnectionPool.from_url(
+                    settings.redis_url.get_secret_value(), max_connections=64, timeout=5
+                ),
             )
             if settings.redis_url is not None
             else MemoryStorage()
@@ -35,8 +44,12 @@ class RateLimiter:
         checks = [(self._per_ip, "ip", ip)]
         if caller is not None:
             checks.append((self._per_caller, "caller", caller))
-        for item, kind, who in checks:
-            if not await self._limiter.hit(item, kind, who):
-                stats = await self._limiter.get_window_stats(item, kind, who)
-                return max(1, int(stats.reset_time - time.time()) + 1)
+        try:
+            for item, kind, who in checks:
+                if not await self._limiter.hit(item, kind, who):
+                    stats = await self._limiter.get_window_stats(item, kind, who)
+                    return max(1, int(stats.reset_time - time.time()) + 1)
+        except (RedisError, OSError) as exc:
+            # Fail open: a Redis outage must not turn every request into an error.
+            log.warning("rate limiter unavailable, letting the request through: %s", exc)
         return None

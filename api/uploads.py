@@ -3,6 +3,7 @@ topic. Anything refused here is answered with a 4xx and nothing is stored or enq
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,10 +73,12 @@ async def enqueue(
     request_id = f"r-{uuid.uuid4().hex}"
     now = datetime.now(UTC)
     key = upload_key(source_id, request_id, kind, now)
-    await svc.store.put(
-        key, data, content_type=CONTENT_TYPES[kind], metadata={"request-id": request_id}
+    await asyncio.gather(  # both must be durable before the claim check is published
+        svc.store.put(
+            key, data, content_type=CONTENT_TYPES[kind], metadata={"request-id": request_id}
+        ),
+        record_pending(svc.db, request_id, source_id, now),
     )
-    await record_pending(svc.db, request_id, source_id, now)
     ref = ImageRef(image_ref=key, content_type=CONTENT_TYPES[kind], size_bytes=len(data))
     headers = [
         ("request-id", request_id.encode()),

@@ -1,7 +1,7 @@
 """Pipeline benchmark: raw batched model throughput vs end-to-end throughput through the real
 broker, worker and sinks, at the same batch and input size, in one run.
 
-    python bench/pipeline.py [--images 300] [--workers 1,2]
+    python -m bench.pipeline [--images 300] [--workers 1,2]
 
 Starts its own Apache Kafka 3.9 (from .cache/kafka-libs), secantusdb, redis-server and moto S3 on
 loopback ports, runs `mugpos worker` processes, publishes generated JPEG scenes with aiokafka and
@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,11 +28,10 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.services import real_services, settings_from_env
 from core.config import Settings
 from core.models.letterbox import letterbox, to_batch
 from core.synth.render import scene_jpegs
-from infra.launchers import KafkaBroker, MotoS3Server, RedisServer, SecantusServer
-from infra.launchers.moto import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from infra.model_store import model_manager_from_settings, model_store_from_settings
 from infra.provision import provision
 from schemas.topics import TopicNames
@@ -141,26 +139,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=640, help="source image size (model: 320)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mugpos-bench-"))
-    with ExitStack() as stack:
-        services = [
-            KafkaBroker(folder / "kafka"),
-            SecantusServer(folder / "mongo"),
-            RedisServer(folder / "redis"),
-            MotoS3Server(folder / "s3"),
-        ]
-        for service in services:
-            stack.callback(service.stop)
-            service.start()
-        kafka, mongo_server, redis_server, s3 = services
+    with real_services(folder) as service_env:
         base = {
-            "MUGPOS_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "MUGPOS_MONGODB_URI": mongo_server.uri,
-            "MUGPOS_REDIS_URL": redis_server.url,
-            "MUGPOS_S3_ENDPOINT_URL": s3.endpoint_url,
-            "MUGPOS_S3_REGION": "us-east-1",
-            "MUGPOS_S3_ACCESS_KEY_ID": ACCESS_KEY_ID,
-            "MUGPOS_S3_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
-            "MUGPOS_DEVICE": "cpu",
+            **service_env,
             "MUGPOS_MAX_BATCH": str(args.batch),
             "MUGPOS_TOPIC_PARTITIONS": "4",
             "MUGPOS_MODEL_CACHE_DIR": str(folder / "models"),
@@ -176,14 +157,7 @@ def main() -> None:
                 "MUGPOS_MONGODB_DB": prefix,
                 "MUGPOS_S3_BUCKET": prefix,
             }
-            settings = Settings(
-                _env_file=None,
-                **{
-                    k.removeprefix("MUGPOS_").lower(): v
-                    for k, v in env.items()
-                    if k.startswith("MUGPOS_")
-                },
-            )
+            settings = settings_from_env(env)
             asyncio.run(provision(settings))
             raw = asyncio.run(raw_throughput(settings, images, args.batch))
             procs = [start_worker(env, folder, f"{prefix}-w{i}") for i in range(workers)]

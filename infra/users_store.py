@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
@@ -21,6 +22,7 @@ from core.access import ROLES, Principal, Role
 from infra.mongo import API_KEYS, USERS
 
 KEY_PREFIX = "mpk_"
+ROLE_CACHE_S = 5.0
 _HASHER = PasswordHasher()
 # Verifying against this keeps an unknown user's login as slow as a known user's.
 _DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))
@@ -35,6 +37,7 @@ class UsersRepository:
         self._users = db[USERS]
         self._keys = db[API_KEYS]
         self._fernet = Fernet(encryption_key.encode()) if encryption_key else None
+        self._roles: dict[str, tuple[Role | None, float]] = {}
 
     async def add_user(
         self, username: str, password: str, role: Role, email: str | None = None
@@ -77,9 +80,15 @@ class UsersRepository:
         return self._fernet.decrypt(user["email_encrypted"].encode()).decode()
 
     async def role_of(self, username: str) -> Role | None:
-        """The current role of an enabled user: a token outlives neither a ban nor a demotion."""
+        """The current role of an enabled user: a token outlives neither a ban nor a demotion
+        (by more than ROLE_CACHE_S, the price of not reading MongoDB on every request)."""
+        cached = self._roles.get(username)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         user = await self._users.find_one({"username": username}, {"role": 1, "disabled": 1})
-        return None if user is None or user.get("disabled") else user["role"]
+        role = None if user is None or user.get("disabled") else user["role"]
+        self._roles[username] = (role, time.monotonic() + ROLE_CACHE_S)
+        return role
 
     async def add_api_key(self, name: str, role: Role) -> str:
         """A new key for a machine client; the plaintext is returned once and never stored."""
