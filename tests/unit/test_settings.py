@@ -127,3 +127,19 @@ def test_safe_dump_lists_every_field_by_variable_name() -> None:
 def test_redact_url_leaves_urls_without_password_alone() -> None:
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
     assert redact_url("redis://u:p@cache:6379/0") == "redis://u:***@cache:6379/0"
+
+
+def test_settings_env_reproduces_the_settings(monkeypatch) -> None:
+    from core.config import settings_env
+
+    original = Settings(
+        _env_file=None,
+        jwt_secret="j" * 40,
+        redis_url="redis://127.0.0.1:1/0",
+        cors_origins=["https://ops.example"],
+        class_map={"mug": ["cup"]},
+        max_batch=3,
+    )
+    for name, value in settings_env(original).items():
+        monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None) == original
