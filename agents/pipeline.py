@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 import faust
 
 from agents import stages
+from agents.control import WorkerControl
+from schemas.control import MAX_BATCH_CEILING
 from streams.app import topics
 from streams.context import PipelineContext
 
@@ -32,17 +35,26 @@ def register(
     channels = topics(app, ctx.settings)
     settings = ctx.settings
 
+    control = WorkerControl(app, ctx, sorted(enabled))
+
     @app.task
     async def open_context() -> None:
         try:
             await ctx.start(with_model="inference" in enabled)
+            await control.start_commands()
         except Exception as exc:
             # Without its model, database or rules a worker can only fail: stop it loudly
             # instead of leaving agents waiting forever.
             logging.getLogger(__name__).exception("worker cannot start its pipeline context")
             await app.crash(exc)
             return
+        control.state = "running"
         ready.set()
+        await control.run_heartbeats()
+
+    @app.on_before_shutdown.connect
+    async def close_commands(app: faust.App, **_: object) -> None:
+        await control.stop_commands()
 
     if "preprocess" in enabled:
 
@@ -50,6 +62,8 @@ def register(
         async def preprocess(stream: faust.StreamT) -> None:
             await ready.wait()
             async for event in stream.events():
+                await ctx.live.running.wait()
+                control.saw_input()
                 await stages.preprocess(ctx, app.producer, event.message)
 
     if "inference" in enabled:
@@ -57,8 +71,17 @@ def register(
         @app.agent(channels["prepared"], name="inference")
         async def inference(stream: faust.StreamT) -> None:
             await ready.wait()
-            async for batch in stream.take(settings.max_batch, within=settings.max_wait_ms / 1000):
-                await stages.infer(ctx, app.producer, batch)
+            # Buffer up to the ceiling, run in chunks of the live max_batch: an operator's
+            # `set max_batch` applies to the next batch (Faust fixes take()'s size at start).
+            ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
+            async for buffered in stream.take(ceiling, within=settings.max_wait_ms / 1000):
+                await ctx.live.running.wait()
+                control.saw_input()
+                for start in range(0, len(buffered), size := ctx.live.max_batch):
+                    chunk = buffered[start : start + size]
+                    started = time.perf_counter()
+                    await stages.infer(ctx, app.producer, chunk)
+                    control.batches.record(len(chunk), (time.perf_counter() - started) * 1000)
 
     if "analysis" in enabled:
 
@@ -66,4 +89,5 @@ def register(
         async def analysis(stream: faust.StreamT) -> None:
             await ready.wait()
             async for value in stream:
+                await ctx.live.running.wait()
                 await stages.analyse(ctx, app.producer, value)

@@ -266,7 +266,8 @@ async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -
     items = [PreparedImage.model_validate_json(v) for v in values]
     boxes = [Letterbox(**item.letterbox.model_dump()) for item in items]
     models = ctx.models
-    default = models.active.detector.config.confidence  # settings or the model's operating point
+    # An operator's live value, else the settings' or the model's operating point.
+    default = ctx.live.confidence or models.active.detector.config.confidence
 
     def run() -> tuple[str, list[list[Detection]]]:  # on the inference thread: decode + model
         images = [model_input(base64.b64decode(item.model_input_png)) for item in items]

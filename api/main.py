@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import problems
-from api.routes import analyze, auth, dashboard, live, rules, system
+from api.routes import analyze, auth, dashboard, live, rules, servers, system
 from api.services import ApiServices
 from core.config import Settings, load_settings
 
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return response
 
-    for module in (system, auth, analyze, rules, dashboard, live):
+    for module in (system, auth, analyze, rules, dashboard, servers, live):
         app.include_router(module.router)
     return app
 

@@ -3,7 +3,7 @@ the API follows (each result carries its per-stage milliseconds), so one scrape 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -43,6 +43,18 @@ class ApiMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.worker_cost = Gauge(
+            "worker_gpu_cost_usd",
+            "GPU-seconds x MUGPOS_GPU_PRICE_PER_HOUR.",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.worker_gpu_seconds = Gauge(
+            "worker_gpu_seconds",
+            "GPU-seconds a worker has held its GPU.",
+            ["worker"],
+            registry=self.registry,
+        )
         self.cache = Counter(
             "result_cache_lookups_total",
             "Result lookups by cache outcome.",
@@ -55,6 +67,14 @@ class ApiMetrics:
         for stage, ms in (result.get("timings_ms") or {}).items():
             if stage != "batch_size":
                 self.stage_seconds.labels(stage).observe(ms / 1000)
+
+    def observe_workers(self, view: dict) -> None:
+        """Per-worker GPU cost and state from the registry, refreshed at each scrape."""
+        self.worker_cost.clear()
+        self.worker_gpu_seconds.clear()
+        for worker in view["workers"]:
+            self.worker_cost.labels(worker["worker_id"]).set(worker["cost_usd"])
+            self.worker_gpu_seconds.labels(worker["worker_id"]).set(worker["gpu_seconds"])
 
     def record_cache(self, hit: bool) -> None:
         self.cache.labels("hit" if hit else "miss").inc()

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from api.metrics import ApiMetrics
 from api.rate_limit import RateLimiter
+from api.registry import WorkerRegistry
 from api.results_hub import ResultsHub
 from core.config import ConfigError, Settings
 from core.imaging import ImageLimits
@@ -39,9 +40,10 @@ class ApiServices:
     rule_cache: RuleCache
     limiter: RateLimiter
     limits: ImageLimits
+    registry: WorkerRegistry
     hub: ResultsHub = field(default_factory=ResultsHub)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
-    _follower: TopicFollower | None = None
+    _followers: list[TopicFollower] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: Settings) -> ApiServices:
@@ -64,6 +66,7 @@ class ApiServices:
             rules=rules,
             rule_cache=RuleCache(rules, redis, settings.topic_prefix),
             limiter=RateLimiter(settings),
+            registry=WorkerRegistry(settings),
             limits=ImageLimits(
                 max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
             ),
@@ -77,17 +80,21 @@ class ApiServices:
     async def start(self) -> None:
         await mongo.ensure_indexes(self.db)
         await self.producer.start()
-        self._follower = TopicFollower(self.settings, self.topics.results, self._on_result)
-        await self._follower.start()
-        log.info("API ready: following %s", self.topics.results)
+        self._followers = [
+            TopicFollower(self.settings, self.topics.results, self._on_result),
+            TopicFollower(self.settings, self.topics.control, self.registry.on_message),
+        ]
+        for follower in self._followers:
+            await follower.start()
+        log.info("API ready: following %s and %s", self.topics.results, self.topics.control)
 
     async def _on_result(self, key: bytes, value: bytes) -> None:
         self.metrics.observe_result(orjson.loads(value))
         await self.hub.on_result(key, value)
 
     async def stop(self) -> None:
-        if self._follower is not None:
-            await self._follower.stop()
+        for follower in self._followers:
+            await follower.stop()
         await self.producer.stop()
         await self.store.close()
         self.mongo_client.close()

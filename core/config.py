@@ -123,6 +123,20 @@ class Settings(BaseSettings):
     )
     result_cache_ttl_s: PositiveInt = Field(300, description="Redis TTL of stored results.")
 
+    # Control plane
+    heartbeat_interval_s: float = Field(
+        2.0, gt=0, le=60, description="Seconds between worker heartbeats; lost after two missed."
+    )
+    idle_shutdown_s: PositiveInt | None = Field(
+        None, description="Drain and exit after this many seconds without input; unset: never."
+    )
+    gpu_price_per_hour: float = Field(
+        0.0, ge=0, description="Price of one GPU hour, for the cost shown per worker."
+    )
+    scale_target_s: PositiveInt = Field(
+        60, description="Backlog clearance time the scaling hint sizes inference workers for."
+    )
+
     # API
     api_host: str = Field("127.0.0.1", description="Address `mugpos api` listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `mugpos api` listens on.")

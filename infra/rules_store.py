@@ -179,6 +179,13 @@ class RuleCache:
             doc["created_at"] = datetime.fromisoformat(doc["created_at"])
         return [StoredRule.from_document(d) for d in docs]
 
+    async def reload(self) -> RuleSet:
+        """Read the rules from MongoDB now (an operator's `reload_rules`)."""
+        self._l1 = None
+        if self._redis is not None:
+            await self._redis.delete(self._key)
+        return await self.rule_set()
+
     def on_change(self, callback: Callable[[RuleSet], None]) -> None:
         self._listeners.append(callback)
 

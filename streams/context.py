@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from core.config import Settings
 from core.imaging import ImageLimits
 from core.models.manager import ModelManager
+from core.pipeline.live import LiveSettings
 from infra import mongo, redis_client
 from infra.model_store import model_manager_from_settings, model_store_from_settings
 from infra.object_store import ObjectStore, create_object_store
@@ -29,6 +30,7 @@ class PipelineContext:
     redis: Redis | None
     rules: RuleCache
     limits: ImageLimits
+    live: LiveSettings = field(default_factory=lambda: LiveSettings(max_batch=8))
     models: ModelManager | None = None
     input_size: int = 0
     # One thread runs the model: the event loop keeps heartbeats and commits going meanwhile.
@@ -53,6 +55,7 @@ class PipelineContext:
             limits=ImageLimits(
                 max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
             ),
+            live=LiveSettings(settings.max_batch, settings.confidence_threshold),
         )
 
     async def start(self, *, with_model: bool) -> None:

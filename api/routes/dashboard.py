@@ -90,4 +90,5 @@ async def summary(
         "result_cache_hit_rate": None if hit_rate is None else round(hit_rate, 3),
         "models": dict(models),
         "waiting_requests": svc.hub.pending_waiters,
+        "workers": svc.registry.view()["totals"],
     }

@@ -34,4 +34,5 @@ async def ready(svc: Services) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(svc: Services) -> Response:
+    svc.metrics.observe_workers(svc.registry.view())
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

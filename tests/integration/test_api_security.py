@@ -41,6 +41,8 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("DELETE", "/api/v1/rules/{rule_id}", ("manager", "admin")),
     ("POST", "/api/v1/rules/{rule_id}/backtest", ("analyst", "manager", "admin")),
     ("GET", "/api/v1/dashboard/summary", ROLES),
+    ("GET", "/api/v1/servers", ("manager", "admin")),
+    ("POST", "/api/v1/servers/{worker_id}/commands", ("manager", "admin")),
 ]
 RULE_TEXT = {"text": "Every mug must be on a coaster."}
 
@@ -58,6 +60,8 @@ def _request_kwargs(method: str, path: str) -> dict:
         }
     if path == "/api/v1/api-keys":
         return {"json": {"name": "robot", "role": "viewer"}}
+    if path.endswith("/commands"):
+        return {"json": {"action": "pause"}}
     if path.endswith("/events"):
         return {"params": {"timeout": 1}}
     if path in ("/api/v1/rules", "/api/v1/rules/parse") or method == "PUT":
@@ -79,7 +83,7 @@ def test_every_role_against_every_route(api: ApiServer) -> None:
     ]
     failures = []
     for method, template, allowed in ROUTES:
-        path = template.format(request_id="r-unknown", rule_id=rule_id)
+        path = template.format(request_id="r-unknown", rule_id=rule_id, worker_id="nobody")
         for role in ROLES if allowed is not None else ("anonymous",):
             reply = httpx.request(
                 method,

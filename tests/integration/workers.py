@@ -21,7 +21,9 @@ def scene_jpeg(seed: int, size: int = 480) -> bytes:
 class WorkerProcess:
     """One `mugpos worker` child process with its own log and Faust data folder."""
 
-    def __init__(self, settings: Settings, folder: Path, name: str) -> None:
+    def __init__(
+        self, settings: Settings, folder: Path, name: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = folder / f"{name}.log"
         env = {
             **os.environ,
@@ -32,6 +34,7 @@ class WorkerProcess:
             "MUGPOS_DEVICE": "cpu",
             "MUGPOS_MODEL_CACHE_DIR": str(folder / "models"),
             "MUGPOS_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+            **(extra_env or {}),
         }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(

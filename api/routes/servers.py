@@ -1,0 +1,129 @@
+"""`/api/v1/servers`: see every worker and steer it (pause, resume, drain, live settings, model,
+rules). Commands are published on the control topic and acknowledged in the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, model_validator
+
+from api.deps import client_ip, require, services
+from api.problems import Problem
+from api.services import ApiServices
+from core.access import Principal
+from infra import activity_log
+from infra.kafka_admin import KafkaAdmin
+from schemas.control import BROADCAST, LIVE_SETTINGS, MAX_BATCH_CEILING, Action, ControlCommand
+
+router = APIRouter(prefix="/api/v1/servers", tags=["control plane"])
+Services = Annotated[ApiServices, Depends(services)]
+ACK_WAIT_S = 5.0
+
+
+class CommandRequest(BaseModel):
+    action: Action
+    params: dict[str, float | int | str] = Field(
+        default_factory=dict,
+        examples=[{"max_batch": 4}, {"confidence": 0.3}, {"model": "mugdet-synth:1.0.0"}],
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CommandRequest:
+        if self.action == "set":
+            unknown = set(self.params) - LIVE_SETTINGS
+            if not self.params or unknown:
+                raise ValueError(f"set takes {sorted(LIVE_SETTINGS)}; got {sorted(self.params)}")
+            batch = self.params.get("max_batch")
+            if batch is not None and (
+                not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH_CEILING
+            ):
+                raise ValueError(f"max_batch must be an integer from 1 to {MAX_BATCH_CEILING}")
+            confidence = self.params.get("confidence")
+            if confidence is not None and (isinstance(confidence, str) or not 0 <= confidence <= 1):
+                raise ValueError("confidence must be a number from 0 to 1")
+        elif self.action == "switch_model":
+            model = str(self.params.get("model", ""))
+            if set(self.params) != {"model"} or ":" not in model:
+                raise ValueError("switch_model takes {'model': 'name:version'}")
+        elif self.params:
+            raise ValueError(f"{self.action} takes no params")
+        return self
+
+
+async def _lags(svc: ApiServices) -> dict[str, int]:
+    admin = KafkaAdmin(svc.settings.kafka_bootstrap, request_timeout_ms=5000)
+    try:
+        lags = await admin.consumer_lag(svc.topics.pipeline_group, list(svc.topics.consumed()))
+    except Exception:  # the registry still answers without lag figures
+        return {}
+    finally:
+        await admin.close()
+    return {f"{x.topic}:{x.partition}": x.lag for x in lags}
+
+
+@router.get("")
+async def list_servers(
+    svc: Services, _: Annotated[Principal, Depends(require("read:servers"))]
+) -> dict[str, Any]:
+    """Every worker heard from in the last 10 minutes, totals, cost and a scaling hint."""
+    return svc.registry.view(await _lags(svc))
+
+
+@router.post("/{worker_id}/commands", status_code=202)
+async def send_command(
+    worker_id: str,
+    body: CommandRequest,
+    request: Request,
+    svc: Services,
+    who: Annotated[Principal, Depends(require("write:servers"))],
+    wait: Annotated[bool, Query(description="Wait (up to 5 s) for the worker's ack.")] = True,
+) -> dict[str, Any]:
+    """A command for one worker, or for every worker with `worker_id` = `all`."""
+    target = BROADCAST if worker_id == "all" else worker_id
+    if target != BROADCAST and svc.registry.get(target) is None:
+        raise Problem(404, f"no worker {worker_id} has reported", code="unknown_worker")
+    command = ControlCommand(
+        command_id=f"c-{uuid.uuid4().hex[:12]}",
+        target=target,
+        action=body.action,
+        params=body.params,
+        issued_by=who.subject,
+        issued_at=datetime.now(UTC),
+    )
+    await svc.producer.send_and_wait(
+        svc.topics.control,
+        command.model_dump_json().encode(),
+        key=f"command:{command.command_id}".encode(),
+    )
+    await activity_log.record(
+        svc.db,
+        user_id=who.subject,
+        action=f"servers.{body.action}",
+        resource=worker_id,
+        ip=client_ip(request),
+        detail={"command_id": command.command_id, "params": body.params},
+    )
+    acks = await _acks(svc, command.command_id, target) if wait else {}
+    return {"command_id": command.command_id, "target": worker_id, "acks": acks}
+
+
+async def _acks(svc: ApiServices, command_id: str, target: str) -> dict[str, Any]:
+    """Acks from the registry: the target's, or every live worker's for a broadcast."""
+    deadline = asyncio.get_running_loop().time() + ACK_WAIT_S
+    while True:
+        view = svc.registry.view()["workers"]
+        expected = [
+            w for w in view if w["state"] != "lost" and target in (BROADCAST, w["worker_id"])
+        ]
+        acks = {
+            w["worker_id"]: w["last_command"]
+            for w in expected
+            if (w.get("last_command") or {}).get("command_id") == command_id
+        }
+        if len(acks) == len(expected) or asyncio.get_running_loop().time() > deadline:
+            return acks
+        await asyncio.sleep(0.05)

@@ -1,0 +1,40 @@
+"""Process and GPU readings for worker heartbeats (psutil; NVML through nvidia-ml-py)."""
+
+from __future__ import annotations
+
+import psutil
+
+from schemas.control import GpuStats
+
+_PROCESS = psutil.Process()
+_PROCESS.cpu_percent(None)  # the first reading is meaningless; prime it
+
+
+def process_stats() -> tuple[float, float]:
+    """(CPU percent since the last call, resident memory in MB)."""
+    return _PROCESS.cpu_percent(None), _PROCESS.memory_info().rss / 2**20
+
+
+def gpu_stats(device: str | None) -> GpuStats:
+    """The GPU this worker uses; an absent GPU or driver is reported as such, not raised."""
+    if not device or not device.startswith("cuda"):
+        return GpuStats(present=False, detail=f"worker runs on {device or 'no device yet'}")
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        index = int(device.partition(":")[2] or 0)
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        return GpuStats(
+            present=True,
+            name=str(pynvml.nvmlDeviceGetName(handle)),
+            utilization_percent=float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+            memory_used_mb=memory.used / 2**20,
+            memory_total_mb=memory.total / 2**20,
+            temperature_c=float(
+                pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+            ),
+        )
+    except Exception as exc:  # no driver, no device: report, never fail a heartbeat
+        return GpuStats(present=False, detail=f"NVML unavailable: {exc}")
