@@ -14,6 +14,7 @@ from control.api_cli import api, users_app
 from control.console import console, load_or_exit
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
+from control.servers_cli import servers_app
 from control.worker_cli import worker
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(rules_app, name="rules")
 app.command()(worker)
 app.command()(api)
 app.add_typer(users_app, name="users")
+app.add_typer(servers_app, name="servers")
 
 
 @app.callback()

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from schemas.control import ControlCommand, WorkerStatus
 from schemas.messages import PUBLIC_MESSAGES
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
@@ -14,7 +15,9 @@ DEFAULT_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 def render() -> dict[str, str]:
     return {
         f"{name}.v1.schema.json": json.dumps(model.model_json_schema(), indent=2) + "\n"
-        for name, model in PUBLIC_MESSAGES.items()
+        for name, model in (
+            PUBLIC_MESSAGES | {"control-command": ControlCommand, "worker-status": WorkerStatus}
+        ).items()
     }
 
 

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from typer.testing import CliRunner
 
+from control.cli import app
 from core.config import Settings
 from infra import mongo
 from infra.kafka_admin import KafkaAdmin
@@ -207,6 +209,37 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
         "servers.resume",
         "servers.switch_model",
     } <= asyncio.run(audited())
+
+    # The CLI shows the same registry and sends commands through the API.
+    runner = CliRunner()
+    env = {"MUGPOS_API_TOKEN": admin["Authorization"].removeprefix("Bearer ")}
+    listed = runner.invoke(app, ["servers", "list", "--api-url", api.url], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert first["worker_id"] in listed.output
+    assert second["worker_id"] in listed.output
+    sent = runner.invoke(
+        app,
+        [
+            "servers",
+            "command",
+            first["worker_id"],
+            "set",
+            "-p",
+            "confidence=0.4",
+            "--api-url",
+            api.url,
+        ],
+        env=env,
+    )
+    assert sent.exit_code == 0, sent.output
+    assert f"{first['worker_id']}: applied" in sent.output
+    denied = runner.invoke(
+        app,
+        ["servers", "list", "--api-url", api.url],
+        env={"MUGPOS_API_TOKEN": viewer["Authorization"].removeprefix("Bearer ")},
+    )
+    assert denied.exit_code == 1
+    assert "error 403" in denied.output
 
     # kill -9 the second: shown lost within two heartbeat periods.
     processes_by_pid = {p.process.pid: p for p in processes}

@@ -105,7 +105,10 @@ def test_cli_bad_setting_exits_2_naming_the_variable() -> None:
 
 @pytest.mark.usefixtures("in_tmp")
 def test_cli_config_masks_secrets() -> None:
-    env = {"MUGPOS_JWT_SECRET": "top-secret-jwt", "MUGPOS_REDIS_URL": "redis://:pw-secret@r:6379"}
+    env = {
+        "MUGPOS_JWT_SECRET": "top-secret-jwt-0123456789abcdef-0123",
+        "MUGPOS_REDIS_URL": "redis://:pw-secret@r:6379",
+    }
     result = CliRunner().invoke(app, ["config"], env=env)
     assert result.exit_code == 0
     assert "top-secret-jwt" not in result.output
