@@ -21,6 +21,7 @@ from streams.app import topics
 from streams.context import PipelineContext
 
 STAGES = ("preprocess", "inference", "analysis")
+PAUSE_POLL_S = 0.05
 
 
 def register(
@@ -36,6 +37,13 @@ def register(
     settings = ctx.settings
 
     control = WorkerControl(app, ctx, sorted(enabled))
+
+    async def admitted() -> None:
+        """Hold the message in hand while paused, except during a rebalance: Faust waits for
+        in-flight messages before it revokes partitions, and a held one would stall the group."""
+        # app.rebalancing is set from Faust's consumer thread: a flag to poll, not an Event.
+        while not ctx.live.running.is_set() and not app.rebalancing:  # noqa: ASYNC110
+            await asyncio.sleep(PAUSE_POLL_S)
 
     @app.task
     async def open_context() -> None:
@@ -62,7 +70,7 @@ def register(
         async def preprocess(stream: faust.StreamT) -> None:
             await ready.wait()
             async for event in stream.events():
-                await ctx.live.running.wait()
+                await admitted()
                 control.saw_input()
                 await stages.preprocess(ctx, app.producer, event.message)
 
@@ -75,7 +83,7 @@ def register(
             # `set max_batch` applies to the next batch (Faust fixes take()'s size at start).
             ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
             async for buffered in stream.take(ceiling, within=settings.max_wait_ms / 1000):
-                await ctx.live.running.wait()
+                await admitted()
                 control.saw_input()
                 for start in range(0, len(buffered), size := ctx.live.max_batch):
                     chunk = buffered[start : start + size]
@@ -89,5 +97,5 @@ def register(
         async def analysis(stream: faust.StreamT) -> None:
             await ready.wait()
             async for value in stream:
-                await ctx.live.running.wait()
+                await admitted()
                 await stages.analyse(ctx, app.producer, value)

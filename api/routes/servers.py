@@ -108,7 +108,12 @@ async def send_command(
         detail={"command_id": command.command_id, "params": body.params},
     )
     acks = await _acks(svc, command.command_id, target) if wait else {}
-    return {"command_id": command.command_id, "target": worker_id, "acks": acks}
+    return {
+        "command_id": command.command_id,
+        "target": worker_id,
+        "issued_at": command.issued_at.isoformat(),
+        "acks": acks,
+    }
 
 
 async def _acks(svc: ApiServices, command_id: str, target: str) -> dict[str, Any]:

@@ -17,8 +17,8 @@ class LiveSettings:
 
     max_batch: int
     confidence: float | None = None  # None: the settings' or the model's threshold
-    # Cleared by `pause`: every stage waits on it before taking its next message, so the
-    # message in hand stays unacknowledged (nothing skipped) and the partitions stop advancing.
+    # Cleared by `pause`: every stage holds the message in hand until it is set again, so nothing
+    # is acknowledged (nothing skipped) and the partitions stop advancing.
     running: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
