@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -296,11 +297,16 @@ def _serve(console: Console, api_url: str, password: str, workdir: Path) -> None
         f"\n[bold]serving[/] — API docs {api_url}/api/docs · user {DEMO_USER} / {password} "
         f"(admin) · logs and data in {workdir}\nCtrl-C stops everything."
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop cleans up like Ctrl-C
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         console.print("stopping ...")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _add_demo_user(settings: Settings, password: str) -> None:
