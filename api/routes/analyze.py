@@ -168,7 +168,7 @@ async def submit_batch(
     parsed = check_options(options)
     files: list[tuple[str, bytes, str | None]] = []
     for upload in images:
-        data = await _read_limited(svc, upload) if len(images) > 1 else await upload.read()
+        data = await upload.read()  # bounded by MUGPOS_API_MAX_REQUEST_BYTES; size checked per item
         if zipfile.is_zipfile(io.BytesIO(data)):
             files.extend(_unzip(svc, data))
         else:
