@@ -172,49 +172,6 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     assert sizes <= {"1", "2"}
     assert all(w["max_batch"] == 2 for w in view)
 
-    # Pause the first: its image partitions stop advancing, the second's keep going.
-    images = TopicNames(api.settings.topic_prefix).images
-    paused_parts = _partition_numbers(first, images)
-    running_parts = _partition_numbers(second, images)
-    paused = _command(api, admin, first["worker_id"], "pause").json()
-    assert paused["acks"][first["worker_id"]]["ok"] is True
-    before = asyncio.run(_committed(api.settings))
-    batch = asyncio.run(_publish(api.settings, paused_parts + running_parts, 4))
-    _until(
-        lambda: all(
-            asyncio.run(_committed(api.settings))[p] >= before[p] + 4 for p in running_parts
-        ),
-        60,
-        "the running worker's partitions to advance",
-    )
-    time.sleep(2)
-    held = asyncio.run(_committed(api.settings))
-    assert all(held[p] == before[p] for p in paused_parts)
-    assert {w["worker_id"]: w["state"] for w in _servers(api, admin)["workers"]}[
-        first["worker_id"]
-    ] == "paused"
-    resumed = _command(api, admin, first["worker_id"], "resume").json()
-    assert resumed["acks"][first["worker_id"]]["ok"] is True
-    _until(lambda: len(asyncio.run(_stored(api.settings, batch))) == len(batch), 120, "all results")
-    assert set(asyncio.run(_stored(api.settings, batch)).values()) == {1}  # none twice
-
-    # Every command is in the audit log under the operator's name.
-    async def audited() -> set[str]:
-        client = mongo.create_client(api.settings)
-        try:
-            db = mongo.database(client, api.settings)
-            docs = await db[ACTIVITY_LOGS].find({"user_id": "admin"}).to_list(None)
-            return {d["action"] for d in docs}
-        finally:
-            client.close()
-
-    assert {
-        "servers.set",
-        "servers.pause",
-        "servers.resume",
-        "servers.switch_model",
-    } <= asyncio.run(audited())
-
     # The CLI shows the same registry and sends commands through the API.
     runner = CliRunner()
     env = {"MUGPOS_API_TOKEN": admin["Authorization"].removeprefix("Bearer ")}
@@ -248,6 +205,27 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     assert denied.exit_code == 1
     assert "error 403" in denied.output
 
+    # Pause the first: its image partitions stop advancing, the second's keep going.
+    images = TopicNames(api.settings.topic_prefix).images
+    paused_parts = _partition_numbers(first, images)
+    running_parts = _partition_numbers(second, images)
+    paused = _command(api, admin, first["worker_id"], "pause").json()
+    assert paused["acks"][first["worker_id"]]["ok"] is True
+    before = asyncio.run(_committed(api.settings))
+    batch = asyncio.run(_publish(api.settings, paused_parts + running_parts, 4))
+    _until(
+        lambda: all(
+            asyncio.run(_committed(api.settings))[p] >= before[p] + 4 for p in running_parts
+        ),
+        60,
+        "the running worker's partitions to advance",
+    )
+    time.sleep(2)
+    held = asyncio.run(_committed(api.settings))
+    assert all(held[p] == before[p] for p in paused_parts)
+    assert {w["worker_id"]: w["state"] for w in _servers(api, admin)["workers"]}[
+        first["worker_id"]
+    ] == "paused"
     # kill -9 the second: shown lost within two heartbeat periods.
     processes_by_pid = {p.process.pid: p for p in processes}
     victim = processes_by_pid[second["pid"]]
@@ -264,6 +242,48 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
         "the killed worker shown as lost",
     )
     assert time.monotonic() - killed <= 2 * float(BEAT) + 1.0  # + one beat of phase, + polling
+
+    # The paused worker lets go of its message in hand for the rebalance (instead of stalling
+    # the group) and takes over the lost worker's partitions, still paused.
+    images_topic = TopicNames(api.settings.topic_prefix).images
+    _until(
+        lambda: (
+            len(
+                _partition_numbers(
+                    {w["worker_id"]: w for w in _servers(api, admin)["workers"]}[
+                        first["worker_id"]
+                    ],
+                    images_topic,
+                )
+            )
+            == api.settings.topic_partitions
+        ),
+        60,
+        "the paused worker to own every image partition",
+    )
+
+    resumed = _command(api, admin, first["worker_id"], "resume").json()
+    assert resumed["acks"][first["worker_id"]]["ok"] is True
+    _until(lambda: len(asyncio.run(_stored(api.settings, batch))) == len(batch), 120, "all results")
+    assert set(asyncio.run(_stored(api.settings, batch)).values()) == {1}  # none twice
+
+    # Every command is in the audit log under the operator's name.
+    async def audited() -> set[str]:
+        client = mongo.create_client(api.settings)
+        try:
+            db = mongo.database(client, api.settings)
+            docs = await db[ACTIVITY_LOGS].find({"user_id": "admin"}).to_list(None)
+            return {d["action"] for d in docs}
+        finally:
+            client.close()
+
+    assert {
+        "servers.set",
+        "servers.pause",
+        "servers.resume",
+        "servers.switch_model",
+    } <= asyncio.run(audited())
+
     metrics = httpx.get(f"{api.url}/metrics").text
     assert f'worker_gpu_cost_usd{{worker="{first["worker_id"]}"}} 0.0' in metrics
 
