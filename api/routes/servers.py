@@ -35,6 +35,8 @@ class CommandRequest(BaseModel):
     def _check(self) -> CommandRequest:
         if self.action == "set":
             unknown = set(self.params) - LIVE_SETTINGS
+            if "max_wait_ms" in unknown:
+                raise ValueError("max_wait_ms needs a worker restart (MUGPOS_MAX_WAIT_MS)")
             if not self.params or unknown:
                 raise ValueError(f"set takes {sorted(LIVE_SETTINGS)}; got {sorted(self.params)}")
             batch = self.params.get("max_batch")

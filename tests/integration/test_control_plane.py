@@ -145,6 +145,9 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     assert httpx.get(f"{api.url}/api/v1/servers", headers=viewer).status_code == 403
     assert _command(api, admin, "all", "set", max_batch=1000).status_code == 422
     assert _command(api, admin, "all", "launch").status_code == 422
+    refused_wait = _command(api, admin, "all", "set", max_wait_ms=10)
+    assert refused_wait.status_code == 422
+    assert "restart" in refused_wait.text
 
     # A change every worker must refuse is refused with its reason.
     refused = _command(api, admin, first["worker_id"], "switch_model", model="mugdet-synth:9.9.9")
