@@ -39,10 +39,15 @@ def register(
     control = WorkerControl(app, ctx, sorted(enabled))
 
     async def admitted() -> None:
-        """Hold the message in hand while paused, except during a rebalance: Faust waits for
-        in-flight messages before it revokes partitions, and a held one would stall the group."""
-        # app.rebalancing is set from Faust's consumer thread: a flag to poll, not an Event.
-        while not ctx.live.running.is_set() and not app.rebalancing:  # noqa: ASYNC110
+        """Hold the message in hand while paused, but not through a rebalance: Faust waits for
+        in-flight messages before it revokes partitions, so a held one would stall the group.
+        A message passes while a rebalance runs, or once one has started since it was taken."""
+        held_since = app.rebalancing_count  # both set from Faust's consumer thread: poll them
+        while (  # noqa: ASYNC110
+            not ctx.live.running.is_set()
+            and not app.rebalancing
+            and app.rebalancing_count == held_since
+        ):
             await asyncio.sleep(PAUSE_POLL_S)
 
     @app.task

@@ -12,6 +12,7 @@ from api import tokens
 from api.problems import Problem
 from api.services import ApiServices
 from core.access import Principal, allowed
+from infra import activity_log
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token.")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A machine client's key.")
@@ -23,6 +24,21 @@ def services(request: Request) -> ApiServices:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+async def audit(
+    request: Request, action: str, resource: str, detail: dict[str, object] | None = None
+) -> None:
+    """An `activity_logs` entry for a write by the authenticated caller of this request."""
+    principal: Principal = request.state.principal
+    await activity_log.record(
+        services(request).db,
+        user_id=principal.subject,
+        action=action,
+        resource=resource,
+        ip=client_ip(request),
+        detail=detail,
+    )
 
 
 async def check_rate(svc: ApiServices, request: Request, caller: str | None) -> None:

@@ -17,6 +17,7 @@ from api.results_hub import ResultsHub
 from core.config import ConfigError, Settings
 from core.imaging import ImageLimits
 from infra import mongo, redis_client
+from infra.kafka_admin import KafkaAdmin, PartitionLag
 from infra.kafka_clients import TopicFollower, create_producer
 from infra.object_store import ObjectStore, create_object_store
 from infra.rules_store import RuleCache, RulesRepository
@@ -41,6 +42,7 @@ class ApiServices:
     limiter: RateLimiter
     limits: ImageLimits
     registry: WorkerRegistry
+    kafka_admin: KafkaAdmin
     hub: ResultsHub = field(default_factory=ResultsHub)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _followers: list[TopicFollower] = field(default_factory=list)
@@ -67,6 +69,7 @@ class ApiServices:
             rule_cache=RuleCache(rules, redis, settings.topic_prefix),
             limiter=RateLimiter(settings),
             registry=WorkerRegistry(settings),
+            kafka_admin=KafkaAdmin(settings.kafka_bootstrap, request_timeout_ms=5000),
             limits=ImageLimits(
                 max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
             ),
@@ -88,6 +91,12 @@ class ApiServices:
             await follower.start()
         log.info("API ready: following %s and %s", self.topics.results, self.topics.control)
 
+    async def pipeline_lag(self) -> list[PartitionLag]:
+        """Committed offset vs log end of every partition the pipeline's workers consume."""
+        return await self.kafka_admin.consumer_lag(
+            self.topics.pipeline_group, list(self.topics.consumed())
+        )
+
     async def _on_result(self, key: bytes, value: bytes) -> None:
         self.metrics.observe_result(orjson.loads(value))
         await self.hub.on_result(key, value)
@@ -96,6 +105,7 @@ class ApiServices:
         for follower in self._followers:
             await follower.stop()
         await self.producer.stop()
+        await self.kafka_admin.close()
         await self.store.close()
         self.mongo_client.close()
         if self.redis is not None:

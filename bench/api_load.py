@@ -16,7 +16,6 @@ import os
 import platform
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ import httpx
 import numpy as np
 
 from bench.services import real_services, settings_from_env
+from control.console import mugpos_argv
 from core.synth.render import scene_jpegs
 from infra import mongo
 from infra.launchers import free_port
@@ -48,7 +48,7 @@ async def add_user(env: dict[str, str]) -> None:
 
 def start_api(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "control.cli", "api", "--port", str(port)],
+        mugpos_argv("api", "--port", str(port)),
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

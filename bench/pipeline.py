@@ -17,7 +17,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.services import real_services, settings_from_env
+from control.console import worker_argv
 from core.config import Settings
 from core.models.letterbox import letterbox, to_batch
 from core.synth.render import scene_jpegs
@@ -113,16 +113,7 @@ async def end_to_end(settings: Settings, images: list[bytes], count: int) -> dic
 def start_worker(env: dict[str, str], folder: Path, name: str) -> subprocess.Popen:
     log = (folder / f"{name}.log").open("wb")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "control.cli",
-            "worker",
-            "--datadir",
-            str(folder / name),
-            "--loglevel",
-            "WARNING",
-        ],
+        worker_argv(folder / name),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -17,3 +20,13 @@ def load_or_exit() -> Settings:
     except ConfigError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+
+
+def mugpos_argv(*args: str) -> list[str]:
+    """The command line of a `mugpos` child process, run by this interpreter."""
+    return [sys.executable, "-m", "control.cli", *args]
+
+
+def worker_argv(datadir: Path, loglevel: str = "WARNING") -> list[str]:
+    """How a parent (the demo, a benchmark, a test) starts one pipeline worker."""
+    return mugpos_argv("worker", "--datadir", str(datadir), "--loglevel", loglevel)

@@ -16,7 +16,6 @@ import asyncio
 import os
 import secrets
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -28,6 +27,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from control.console import mugpos_argv, worker_argv
 from core.config import ENV_PREFIX, Settings, load_settings, redact_url, settings_env
 from core.rules import parse_rule
 from core.synth.render import scene_jpegs
@@ -244,12 +244,12 @@ def _embedded_settings(workdir: Path, stack: ExitStack, console: Console) -> Set
     return settings
 
 
-def _child(name: str, args: list[str], workdir: Path, settings: Settings) -> ManagedProcess:
+def _child(name: str, argv: list[str], workdir: Path, settings: Settings) -> ManagedProcess:
     """A `mugpos` child process configured through MUGPOS_* variables, like any deployment."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     return ManagedProcess(
         name,
-        [sys.executable, "-m", "control.cli", *args],
+        argv,
         workdir / f"{name}.log",
         cwd=workdir,
         env=inherited | settings_env(settings),
@@ -271,18 +271,13 @@ def run_demo(workdir: Path | None, console: Console, *, serve: bool = False) -> 
         healthy = asyncio.run(_prepare(settings, console))  # topics exist before the worker
         password = secrets.token_urlsafe(12)
         asyncio.run(_add_demo_user(settings, password))
-        worker = _child(
-            "worker",
-            ["worker", "--datadir", str(workdir / "worker"), "--loglevel", "WARNING"],
-            workdir,
-            settings,
-        )
+        worker = _child("worker", worker_argv(workdir / "worker"), workdir, settings)
         console.print("starting a pipeline worker (log: worker.log) ...")
         stack.callback(worker.stop)
         worker.start(lambda: True, timeout_s=5)  # readiness shows as results arriving
         port = free_port()
         api_url = f"http://127.0.0.1:{port}"
-        api = _child("api", ["api", "--port", str(port)], workdir, settings)
+        api = _child("api", mugpos_argv("api", "--port", str(port)), workdir, settings)
         console.print(f"starting the API at {api_url} (log: api.log) ...")
         stack.callback(api.stop)
         api.start(lambda: _answers(f"{api_url}/health"), timeout_s=90)

@@ -69,6 +69,7 @@ class KafkaAdmin:
         self._bootstrap = bootstrap
         self._timeout_ms = request_timeout_ms
         self._client: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
 
     async def _admin(self) -> AIOKafkaAdminClient:
         if self._client is None:
@@ -170,14 +171,7 @@ class KafkaAdmin:
         committed = await (await self._admin()).list_consumer_group_offsets(group)
         sizes = await self.partitions(topics)
         wanted = [TopicPartition(t, p) for t, n in sorted(sizes.items()) for p in range(n)]
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
-        )
-        await consumer.start()
-        try:
-            ends = await consumer.end_offsets(wanted) if wanted else {}
-        finally:
-            await consumer.stop()
+        ends = await (await self._offsets()).end_offsets(wanted) if wanted else {}
         lags = []
         for tp in wanted:
             done = committed.get(tp)
@@ -185,7 +179,20 @@ class KafkaAdmin:
             lags.append(PartitionLag(tp.topic, tp.partition, position, ends[tp]))
         return lags
 
+    async def _offsets(self) -> AIOKafkaConsumer:
+        """A group-less consumer for log-end offsets, started once like the admin client."""
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
     async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
         if self._client is not None:
             await self._client.close()
             self._client = None

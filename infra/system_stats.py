@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import psutil
 
 from schemas.control import GpuStats
@@ -15,6 +17,15 @@ def process_stats() -> tuple[float, float]:
     return _PROCESS.cpu_percent(None), _PROCESS.memory_info().rss / 2**20
 
 
+@functools.cache
+def _nvml_handle(index: int):
+    """NVML is initialised once per process, on the first heartbeat that needs it."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    return pynvml.nvmlDeviceGetHandleByIndex(index)
+
+
 def gpu_stats(device: str | None) -> GpuStats:
     """The GPU this worker uses; an absent GPU or driver is reported as such, not raised."""
     if not device or not device.startswith("cuda"):
@@ -22,9 +33,7 @@ def gpu_stats(device: str | None) -> GpuStats:
     try:
         import pynvml
 
-        pynvml.nvmlInit()
-        index = int(device.partition(":")[2] or 0)
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        handle = _nvml_handle(int(device.partition(":")[2] or 0))
         memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
         return GpuStats(
             present=True,

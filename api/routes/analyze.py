@@ -14,13 +14,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from api.deps import require, services
+from api.deps import audit, require, services
 from api.problems import Problem
 from api.services import ApiServices
 from api.uploads import Accepted, check_image, check_options, enqueue
 from core.access import Principal
 from core.imaging.annotate import annotate
-from infra import activity_log
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key
 from infra.results_history import BadCursor, ResultQuery, find_result, query_results
@@ -102,7 +101,7 @@ async def cached_result(svc: ApiServices, request_id: str) -> dict[str, Any] | N
 async def submit(
     request: Request,
     svc: Services,
-    principal: Annotated[Principal, Depends(require("write:analysis"))],
+    _: Annotated[Principal, Depends(require("write:analysis"))],
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF.")],
     source_id: Annotated[str, Form(pattern=_SOURCE)] = "api",
     options: Annotated[str | None, Form(description='JSON, e.g. {"confidence": 0.3}')] = None,
@@ -124,21 +123,9 @@ async def submit(
         svc.metrics.analysis_requests.labels("refused").inc()
         raise
     item = await enqueue(svc, data, kind, (width, height), source_id, parsed)
-    await _audit(svc, request, principal, "analysis.submit", item.request_id)
+    await audit(request, "analysis.submit", item.request_id)
     result = await wait_for_result(svc, item.request_id, wait / 1000) if wait else None
     return JSONResponse(result) if result else _submitted(request, item)
-
-
-async def _audit(
-    svc: ApiServices, request: Request, principal: Principal, action: str, resource: str
-) -> None:
-    await activity_log.record(
-        svc.db,
-        user_id=principal.subject,
-        action=action,
-        resource=resource,
-        ip=request.client.host if request.client else None,
-    )
 
 
 async def wait_for_result(svc: ApiServices, request_id: str, timeout_s: float) -> dict | None:
@@ -158,7 +145,7 @@ async def wait_for_result(svc: ApiServices, request_id: str, timeout_s: float) -
 async def submit_batch(
     request: Request,
     svc: Services,
-    principal: Annotated[Principal, Depends(require("write:analysis"))],
+    _: Annotated[Principal, Depends(require("write:analysis"))],
     images: Annotated[list[UploadFile], File(description="Images, or one .zip of images.")],
     source_id: Annotated[str, Form(pattern=_SOURCE)] = "api",
     options: Annotated[str | None, Form()] = None,
@@ -200,7 +187,7 @@ async def submit_batch(
             )
         )
     accepted = [i.request_id for i in items if i.request_id]
-    await _audit(svc, request, principal, "analysis.submit_batch", ",".join(accepted)[:1000])
+    await audit(request, "analysis.submit_batch", ",".join(accepted)[:1000])
     return BatchSubmitted(accepted=len(accepted), refused=len(items) - len(accepted), items=items)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, EmailStr, Field
 
 from api import tokens
-from api.deps import check_rate, client_ip, require, services
+from api.deps import audit, check_rate, client_ip, require, services
 from api.problems import Problem
 from api.services import ApiServices
 from core.access import Principal, Role
@@ -75,7 +75,7 @@ async def add_user(
     body: NewUser,
     request: Request,
     svc: Services,
-    who: Annotated[Principal, Depends(require("write:users"))],
+    _: Annotated[Principal, Depends(require("write:users"))],
 ) -> dict[str, str]:
     try:
         await svc.users.add_user(body.username, body.password, body.role, body.email)
@@ -83,13 +83,7 @@ async def add_user(
         raise Problem(409, str(exc), code="user_exists") from None
     except ValueError as exc:
         raise Problem(422, str(exc), code="bad_user") from None
-    await activity_log.record(
-        svc.db,
-        user_id=who.subject,
-        action="users.add",
-        resource=body.username,
-        ip=client_ip(request),
-    )
+    await audit(request, "users.add", body.username)
     return {"username": body.username, "role": body.role}
 
 
@@ -98,14 +92,8 @@ async def add_api_key(
     body: NewApiKey,
     request: Request,
     svc: Services,
-    who: Annotated[Principal, Depends(require("write:users"))],
+    _: Annotated[Principal, Depends(require("write:users"))],
 ) -> CreatedApiKey:
     key = await svc.users.add_api_key(body.name, body.role)
-    await activity_log.record(
-        svc.db,
-        user_id=who.subject,
-        action="api_keys.add",
-        resource=body.name,
-        ip=client_ip(request),
-    )
+    await audit(request, "api_keys.add", body.name)
     return CreatedApiKey(name=body.name, role=body.role, api_key=key)

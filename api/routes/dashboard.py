@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import require, services
 from api.services import ApiServices
 from core.access import Principal
-from infra.kafka_admin import KafkaAdmin
 from infra.results_history import recent_results
 
 router = APIRouter(prefix="/api/v1/dashboard", tags=["dashboard"])
@@ -28,13 +27,10 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
 
 
 async def _lag(svc: ApiServices) -> list[dict[str, Any]] | str:
-    admin = KafkaAdmin(svc.settings.kafka_bootstrap, request_timeout_ms=5000)
     try:
-        lags = await admin.consumer_lag(svc.topics.pipeline_group, list(svc.topics.consumed()))
+        lags = await svc.pipeline_lag()
     except Exception as exc:  # the dashboard reports a broker problem, it does not fail on it
         return f"unavailable: {type(exc).__name__}: {exc}"
-    finally:
-        await admin.close()
     return [
         {
             "topic": x.topic,

@@ -8,14 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
-from api.deps import client_ip, require, services
+from api.deps import audit, require, services
 from api.problems import Problem
 from api.services import ApiServices
 from core.access import Principal
 from core.rules import RuleSpec, RuleSpecError, RuleSyntaxError, compile_rule, parse_rule
 from core.rules.backtest import backtest
 from core.rules.explain import explain
-from infra import activity_log
 from infra.results_history import recent_facts
 from infra.rules_store import RuleNotFound, StoredRule
 
@@ -75,21 +74,13 @@ def _out(rule: StoredRule) -> RuleOut:
     )
 
 
-async def _changed(
-    svc: ApiServices, request: Request, who: Principal, action: str, rule: StoredRule
-) -> None:
+async def _changed(svc: ApiServices, request: Request, action: str, rule: StoredRule) -> None:
     """Workers reload within a second; live subscribers and the audit log hear of it."""
     await svc.rule_cache.publish_change()
     svc.hub.publish_event(
         {"type": "rules.changed", "data": {"rule_id": rule.rule_id, "version": rule.version}}
     )
-    await activity_log.record(
-        svc.db,
-        user_id=who.subject,
-        action=action,
-        resource=f"{rule.rule_id}@{rule.version}",
-        ip=client_ip(request),
-    )
+    await audit(request, action, f"{rule.rule_id}@{rule.version}")
 
 
 async def _get(svc: ApiServices, rule_id: str, version: int | None = None) -> StoredRule:
@@ -124,7 +115,7 @@ async def create_rule(
     who: Annotated[Principal, Depends(require("write:rules"))],
 ) -> RuleOut:
     rule = await svc.rules.create(_spec(body), who.subject)
-    await _changed(svc, request, who, "rules.create", rule)
+    await _changed(svc, request, "rules.create", rule)
     return _out(rule)
 
 
@@ -160,7 +151,7 @@ async def update_rule(
     spec = _spec(body)
     await _get(svc, rule_id)
     rule = await svc.rules.update(rule_id, spec, who.subject)
-    await _changed(svc, request, who, "rules.update", rule)
+    await _changed(svc, request, "rules.update", rule)
     return _out(rule)
 
 
@@ -174,7 +165,7 @@ async def disable_rule(
     """Disables the rule (a new, disabled version); history is kept."""
     await _get(svc, rule_id)
     rule = await svc.rules.disable(rule_id, who.subject)
-    await _changed(svc, request, who, "rules.disable", rule)
+    await _changed(svc, request, "rules.disable", rule)
     return _out(rule)
 
 

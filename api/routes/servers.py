@@ -11,12 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
-from api.deps import client_ip, require, services
+from api.deps import audit, require, services
 from api.problems import Problem
 from api.services import ApiServices
 from core.access import Principal
-from infra import activity_log
-from infra.kafka_admin import KafkaAdmin
 from schemas.control import BROADCAST, LIVE_SETTINGS, MAX_BATCH_CEILING, Action, ControlCommand
 
 router = APIRouter(prefix="/api/v1/servers", tags=["control plane"])
@@ -57,13 +55,10 @@ class CommandRequest(BaseModel):
 
 
 async def _lags(svc: ApiServices) -> dict[str, int]:
-    admin = KafkaAdmin(svc.settings.kafka_bootstrap, request_timeout_ms=5000)
     try:
-        lags = await admin.consumer_lag(svc.topics.pipeline_group, list(svc.topics.consumed()))
+        lags = await svc.pipeline_lag()
     except Exception:  # the registry still answers without lag figures
         return {}
-    finally:
-        await admin.close()
     return {f"{x.topic}:{x.partition}": x.lag for x in lags}
 
 
@@ -101,13 +96,11 @@ async def send_command(
         command.model_dump_json().encode(),
         key=f"command:{command.command_id}".encode(),
     )
-    await activity_log.record(
-        svc.db,
-        user_id=who.subject,
-        action=f"servers.{body.action}",
-        resource=worker_id,
-        ip=client_ip(request),
-        detail={"command_id": command.command_id, "params": body.params},
+    await audit(
+        request,
+        f"servers.{body.action}",
+        worker_id,
+        {"command_id": command.command_id, "params": body.params},
     )
     acks = await _acks(svc, command.command_id, target) if wait else {}
     return {

@@ -129,6 +129,12 @@ def _partition_numbers(worker: dict, topic: str) -> list[int]:
     )
 
 
+def _owns_every_image_partition(api: ApiServer, headers: dict, worker_id: str) -> bool:
+    worker = {w["worker_id"]: w for w in _servers(api, headers)["workers"]}[worker_id]
+    images = TopicNames(api.settings.topic_prefix).images
+    return len(_partition_numbers(worker, images)) == api.settings.topic_partitions
+
+
 def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     api, processes = plane
     admin, analyst, viewer = login(api, "admin"), login(api, "analyst"), login(api, "viewer")
@@ -225,7 +231,9 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     )
     time.sleep(2)
     held = asyncio.run(_committed(api.settings))
-    assert all(held[p] == before[p] for p in paused_parts)
+    # Nothing moves, except the one message in hand if a rebalance happened meanwhile (a busy
+    # machine can cause one): that message is let go so the group does not stall.
+    assert sum(held[p] - before[p] for p in paused_parts) <= 1
     assert {w["worker_id"]: w["state"] for w in _servers(api, admin)["workers"]}[
         first["worker_id"]
     ] == "paused"
@@ -248,19 +256,8 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
 
     # The paused worker lets go of its message in hand for the rebalance (instead of stalling
     # the group) and takes over the lost worker's partitions, still paused.
-    images_topic = TopicNames(api.settings.topic_prefix).images
     _until(
-        lambda: (
-            len(
-                _partition_numbers(
-                    {w["worker_id"]: w for w in _servers(api, admin)["workers"]}[
-                        first["worker_id"]
-                    ],
-                    images_topic,
-                )
-            )
-            == api.settings.topic_partitions
-        ),
+        lambda: _owns_every_image_partition(api, admin, first["worker_id"]),
         60,
         "the paused worker to own every image partition",
     )
@@ -309,19 +306,8 @@ def test_drain_finishes_in_flight_work_and_idle_workers_exit(
         assert drained.process.wait(timeout=60) == 0
         _until(lambda: len(asyncio.run(_stored(server.settings, ids))) == len(ids), 120, "results")
         assert set(asyncio.run(_stored(server.settings, ids)).values()) == {1}
-        images = TopicNames(server.settings.topic_prefix).images
         _until(
-            lambda: (
-                len(
-                    _partition_numbers(
-                        {w["worker_id"]: w for w in _servers(server, admin)["workers"]}[
-                            second["worker_id"]
-                        ],
-                        images,
-                    )
-                )
-                == server.settings.topic_partitions
-            ),
+            lambda: _owns_every_image_partition(server, admin, second["worker_id"]),
             30,
             "the remaining worker to own every image partition",
         )

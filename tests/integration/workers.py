@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from control.console import worker_argv
 from core.config import Settings
 from core.synth.render import scene_jpegs
 from tests.integration.test_health_and_cli import _env
@@ -38,16 +38,7 @@ class WorkerProcess:
         }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "control.cli",
-                "worker",
-                "--datadir",
-                str(folder / name),
-                "--loglevel",
-                "WARNING",
-            ],
+            worker_argv(folder / name),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
