@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from control.cli import app
-from core.config import Settings
+from core.config import Settings, settings_env
 from infra.health import check_all
 from infra.provision import provision
 from schemas.topics import TopicNames
@@ -57,21 +57,6 @@ async def test_provision_is_idempotent(service_settings: Settings) -> None:
     assert second["object store"] == f"bucket {service_settings.s3_bucket} reachable"
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    return {
-        "MUGPOS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "MUGPOS_TOPIC_PREFIX": settings.topic_prefix,
-        "MUGPOS_MONGODB_URI": settings.mongodb_uri.get_secret_value(),
-        "MUGPOS_MONGODB_DB": settings.mongodb_db,
-        "MUGPOS_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else "",
-        "MUGPOS_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "MUGPOS_S3_BUCKET": settings.s3_bucket,
-        "MUGPOS_S3_REGION": settings.s3_region,
-        "MUGPOS_S3_ACCESS_KEY_ID": settings.s3_access_key_id or "",
-        "MUGPOS_S3_SECRET_ACCESS_KEY": "mugpos-test-secret",
-    }
-
-
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -80,17 +65,17 @@ def in_tmp(tmp_path, monkeypatch):
 @pytest.mark.usefixtures("in_tmp")
 def test_cli_setup_then_check(service_settings: Settings) -> None:
     runner = CliRunner()
-    setup = runner.invoke(app, ["setup"], env=_env(service_settings))
+    setup = runner.invoke(app, ["setup"], env=settings_env(service_settings))
     assert setup.exit_code == 0, setup.output
     assert "created" in setup.output
-    check = runner.invoke(app, ["check"], env=_env(service_settings))
+    check = runner.invoke(app, ["check"], env=settings_env(service_settings))
     assert check.exit_code == 0, check.output
     assert check.output.count("ok") >= 4
 
 
 @pytest.mark.usefixtures("in_tmp")
 def test_cli_check_fails_when_a_component_is_down(service_settings: Settings) -> None:
-    env = {**_env(service_settings), "MUGPOS_S3_BUCKET": "missing-bucket-x"}
+    env = {**settings_env(service_settings), "MUGPOS_S3_BUCKET": "missing-bucket-x"}
     result = CliRunner().invoke(app, ["check", "--timeout", "3"], env=env)
     assert result.exit_code == 1
     assert "failing" in result.output

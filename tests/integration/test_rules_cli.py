@@ -10,18 +10,17 @@ import pytest
 from typer.testing import CliRunner
 
 from control.cli import app
-from core.config import Settings
+from core.config import Settings, settings_env
 from core.positioning import analyze
 from core.positioning.serialize import facts_to_dict
 from infra import mongo
-from tests.integration.test_health_and_cli import _env
 from tests.unit.test_positioning import CALIBRATED, IMAGE, TABLE, coaster, mug
 
 
 @pytest.fixture
 def env(service_settings: Settings, tmp_path, monkeypatch) -> dict[str, str]:
     monkeypatch.chdir(tmp_path)
-    return _env(service_settings)
+    return settings_env(service_settings)
 
 
 def test_add_then_list(env: dict[str, str]) -> None:

@@ -7,9 +7,8 @@ import subprocess
 from pathlib import Path
 
 from control.console import worker_argv
-from core.config import Settings
+from core.config import Settings, settings_env
 from core.synth.render import scene_jpegs
-from tests.integration.test_health_and_cli import _env
 
 MAX_IMAGE_BYTES = 3_000_000  # above the broker's 1 MB message limit: big images use the claim check
 
@@ -27,7 +26,7 @@ class WorkerProcess:
         self.log_path = folder / f"{name}.log"
         env = {
             **os.environ,
-            **_env(settings),
+            **settings_env(settings),
             "MUGPOS_TOPIC_PARTITIONS": "3",
             "MUGPOS_MAX_BATCH": "8",
             "MUGPOS_MAX_WAIT_MS": "50",
