@@ -97,14 +97,17 @@ async def _publish(settings: Settings, partitions: list[int], per_partition: int
     return ids
 
 
-async def _committed(settings: Settings) -> dict[int, int]:
+async def _images_lag(settings: Settings) -> list:
     admin = KafkaAdmin(settings.kafka_bootstrap)
     try:
         names = TopicNames(settings.topic_prefix)
-        lags = await admin.consumer_lag(names.pipeline_group, [names.images])
-        return {x.partition: x.committed for x in lags}
+        return await admin.consumer_lag(names.pipeline_group, [names.images])
     finally:
         await admin.close()
+
+
+def _committed(settings: Settings) -> dict[int, int]:
+    return {x.partition: x.committed for x in asyncio.run(_images_lag(settings))}
 
 
 async def _stored(settings: Settings, ids: list[str]) -> dict[str, int]:
@@ -218,19 +221,22 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     images = TopicNames(api.settings.topic_prefix).images
     paused_parts = _partition_numbers(first, images)
     running_parts = _partition_numbers(second, images)
+    _until(  # offsets are committed every second: start from a fully committed state
+        lambda: all(x.lag == 0 for x in asyncio.run(_images_lag(api.settings))),
+        30,
+        "every image offset committed",
+    )
     paused = _command(api, admin, first["worker_id"], "pause").json()
     assert paused["acks"][first["worker_id"]]["ok"] is True
-    before = asyncio.run(_committed(api.settings))
+    before = _committed(api.settings)
     batch = asyncio.run(_publish(api.settings, paused_parts + running_parts, 4))
     _until(
-        lambda: all(
-            asyncio.run(_committed(api.settings))[p] >= before[p] + 4 for p in running_parts
-        ),
+        lambda: all(_committed(api.settings)[p] >= before[p] + 4 for p in running_parts),
         60,
         "the running worker's partitions to advance",
     )
     time.sleep(2)
-    held = asyncio.run(_committed(api.settings))
+    held = _committed(api.settings)
     # Nothing moves, except the one message in hand if a rebalance happened meanwhile (a busy
     # machine can cause one): that message is let go so the group does not stall.
     assert sum(held[p] - before[p] for p in paused_parts) <= 1
