@@ -18,15 +18,15 @@ import numpy as np
 
 from core.models.backends import TorchBackend
 from core.models.class_map import ClassMap
-from core.models.detector import Detector
+from core.models.detector import Detector, DetectorConfig
 from core.models.manifest import read_manifest
 from core.models.types import Detection
 from core.positioning import analyze
 from core.positioning.geometry import centre
 from core.synth import render_scene, sample_scene
-from infra.model_store import BUNDLED_DIR
 
 SEED_BASE = 70_000
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.0.0"
 
 
 def main() -> None:
@@ -38,13 +38,16 @@ def main() -> None:
     parser.add_argument(
         "--input-size", type=int, default=None, help="detector input (default: the manifest's)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (fp32 either way)")
     args = parser.parse_args()
-    model_dir = args.model_dir or BUNDLED_DIR / "mugdet-synth" / "1.0.0"
+    model_dir = args.model_dir or SHIPPED
     manifest = read_manifest(model_dir)
     detector = Detector(
-        TorchBackend(model_dir / manifest.weights),
+        TorchBackend(model_dir / manifest.weights, args.device, half=False),
         manifest.classes,
         args.input_size or manifest.input_size,
+        # The model's operating threshold, as the pipeline runs it.
+        config=DetectorConfig(confidence=manifest.confidence),
     )
     roles = ClassMap()
     rows = {"ground-truth boxes": ([], [0, 0]), "detector boxes": ([], [0, 0])}
@@ -84,11 +87,10 @@ def main() -> None:
         f"{'boxes':<20} {'mugs':>5} {'edge median cm':>15} {'edge p90 cm':>12} {'on-coaster acc':>15}"
     )
     for name, (errors, (right, total)) in rows.items():
+        median = statistics.median(errors) if errors else float("nan")  # nan: no mug was found
         p90 = sorted(errors)[int(0.9 * len(errors))] if errors else float("nan")
-        print(
-            f"{name:<20} {total:>5} {statistics.median(errors):>15.3f} {p90:>12.3f} "
-            f"{right / total:>15.1%}"
-        )
+        accuracy = right / total if total else float("nan")
+        print(f"{name:<20} {total:>5} {median:>15.3f} {p90:>12.3f} {accuracy:>15.1%}")
     print(f"mugs missed by the detector: {missed}")
 
 

@@ -46,9 +46,16 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Where weights + manifest go.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Datasets and runs.")] = None,
     init: Annotated[Path | None, typer.Option(help="Continue from these .pt weights.")] = None,
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    val_scenes: Annotated[int, typer.Option(min=10, help="Validation scenes.")] = 60,
+    minutes: Annotated[
+        float | None, typer.Option(min=1, help="Wall-clock budget; the epochs are fitted into it.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    workers: Annotated[int, typer.Option(min=1, help="Data-loading processes.")] = 2,
 ) -> None:
-    """Train YOLOv8n from scratch on generated scenes, offline; writes weights and a manifest."""
-    from core.models.training import TrainRecipe
+    """Train YOLOv8n on generated scenes, offline; writes weights and a manifest."""
+    from core.models.training import Hardware, TrainRecipe
     from core.models.training import train as run_training
 
     if not synthetic:
@@ -64,12 +71,15 @@ def train(
         imgsz=imgsz,
         seed=seed,
         train_scenes=scenes,
+        val_scenes=val_scenes,
+        batch=batch,
         version=version,
         init_weights=str(init) if init else None,
+        time_hours=minutes / 60 if minutes else None,
     )
     target = out or Path("assets/models") / recipe.name / version
     work = workdir or Path(tempfile.mkdtemp(prefix="mugpos-train-"))
-    manifest = run_training(recipe, work, target, log=console.print)
+    manifest = run_training(recipe, work, target, console.print, Hardware(device, workers))
     console.print(f"wrote {manifest.ref} to {target}: {manifest.metrics}")
 
 

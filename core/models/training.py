@@ -29,6 +29,7 @@ class TrainRecipe:
     version: str = "1.0.0"
     init_weights: str | None = None  # continue from these weights instead of random init
     warmup_epochs: float = 3.0  # ultralytics' default
+    time_hours: float | None = None  # a wall-clock budget: ultralytics fits the epochs into it
 
 
 def _init_provenance(weights: Path) -> dict[str, object]:
@@ -45,7 +46,7 @@ MIN_MUG_RECALL = 0.97
 THRESHOLDS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05)
 
 
-def operating_point(weights: Path, dataset: Path, imgsz: int) -> float:
+def operating_point(weights: Path, dataset: Path, imgsz: int, device: str = "cpu") -> float:
     """The highest confidence threshold that still finds MIN_MUG_RECALL of the mugs (IoU >= 0.5)
     in a validation set: a mug standing on its coaster shares the coaster's box, so its mug score
     runs lower than the coaster's, and the product must not lose mugs."""
@@ -58,7 +59,7 @@ def operating_point(weights: Path, dataset: Path, imgsz: int) -> float:
     from core.models.detector import Detector, DetectorConfig
     from core.positioning.geometry import iou
 
-    backend = TorchBackend(weights)
+    backend = TorchBackend(weights, device, half=False)
     detector = Detector(backend, backend.class_names, imgsz, config=DetectorConfig(confidence=0.01))
     scores: list[float] = []  # per ground-truth mug: the best score of a matching mug detection
     for truth_file in sorted((dataset / "truth").glob("*.json")):
@@ -74,7 +75,7 @@ def operating_point(weights: Path, dataset: Path, imgsz: int) -> float:
     return THRESHOLDS[-1]
 
 
-def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
+def evaluate(weights: Path, data_yaml: Path, imgsz: int, device: str = "cpu") -> dict[str, float]:
     """mAP50 and mAP50-95 of a weights file on a dataset (ultralytics validation, offline)."""
     prepare_offline()
     from ultralytics import YOLO
@@ -83,7 +84,7 @@ def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
         data=str(data_yaml),
         imgsz=imgsz,
         batch=16,
-        device="cpu",
+        device=device,
         plots=False,
         verbose=False,
         workers=0,
@@ -98,17 +99,40 @@ def evaluate(weights: Path, data_yaml: Path, imgsz: int) -> dict[str, float]:
     }
 
 
-def generate_holdout(work: Path, recipe: TrainRecipe, count: int | None = None) -> Path:
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    """Where training runs; not part of the recipe, since it does not change what is learnt
+    beyond run-to-run noise (CPU runs are deterministic, GPU runs are not)."""
+
+    device: str = "cpu"
+    workers: int = 2  # data-loading and scene-generating processes
+
+    @property
+    def gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def generate_holdout(
+    work: Path, recipe: TrainRecipe, count: int | None = None, workers: int = 1
+) -> Path:
     """A freshly generated hold-out set (seeds disjoint from training); returns its data.yaml."""
     holdout = work / "holdout"
     write_dataset(
-        holdout, count or recipe.holdout_scenes, recipe.imgsz, recipe.seed + HOLDOUT_SEED_OFFSET
+        holdout,
+        count or recipe.holdout_scenes,
+        recipe.imgsz,
+        recipe.seed + HOLDOUT_SEED_OFFSET,
+        workers=workers,
     )
     return holdout / "data.yaml"
 
 
 def train(
-    recipe: TrainRecipe, work: Path, out_dir: Path, log: Callable[[str], None] = print
+    recipe: TrainRecipe,
+    work: Path,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    hardware: Hardware = Hardware(),
 ) -> ModelManifest:
     """Generate data, train, evaluate on a hold-out set and write weights + manifest to out_dir."""
     prepare_offline()
@@ -118,12 +142,20 @@ def train(
     # weights path it cannot find as an asset name to download.
     work, out_dir = work.resolve(), out_dir.resolve()
     log(f"generating {recipe.train_scenes} training and {recipe.val_scenes} validation scenes")
-    write_dataset(work / "train", recipe.train_scenes, recipe.imgsz, recipe.seed)
-    write_dataset(work / "val", recipe.val_scenes, recipe.imgsz, recipe.seed + 1)
+    write_dataset(
+        work / "train", recipe.train_scenes, recipe.imgsz, recipe.seed, workers=hardware.workers
+    )
+    write_dataset(
+        work / "val", recipe.val_scenes, recipe.imgsz, recipe.seed + 1, workers=hardware.workers
+    )
     data = write_data_yaml(work, work / "train" / "images", work / "val" / "images")
 
     start = recipe.init_weights or "yolov8n.yaml"
-    log(f"training yolov8n from {start} for {recipe.epochs} epochs at {recipe.imgsz} px")
+    budget = f" or {recipe.time_hours * 60:.1f} minutes" if recipe.time_hours else ""
+    log(
+        f"training yolov8n from {start} for {recipe.epochs} epochs{budget} at {recipe.imgsz} px"
+        f" on {hardware.device}"
+    )
     model = YOLO(start)
     model.train(
         data=str(data),
@@ -131,33 +163,43 @@ def train(
         imgsz=recipe.imgsz,
         batch=recipe.batch,
         seed=recipe.seed,
-        deterministic=True,
-        device="cpu",
-        workers=2,
+        deterministic=not hardware.gpu,
+        device=hardware.device,
+        workers=hardware.workers,
+        # Decoded images kept in memory: a GPU waits on PNG decoding otherwise.
+        cache="ram" if hardware.gpu else False,
+        time=recipe.time_hours,
         project=str(work / "runs"),
         name="train",
         exist_ok=True,
         plots=False,
-        amp=False,
+        amp=False,  # ultralytics' AMP check downloads a model, which cannot work offline
         verbose=False,
         fliplr=0.5,
         flipud=0.5,
         mosaic=1.0,
         warmup_epochs=recipe.warmup_epochs,
     )
-    return finalize(recipe, work / "runs" / "train" / "weights" / "best.pt", work, out_dir, log)
+    best = work / "runs" / "train" / "weights" / "best.pt"
+    return finalize(recipe, best, work, out_dir, log, hardware)
 
 
 def finalize(
-    recipe: TrainRecipe, best: Path, work: Path, out_dir: Path, log: Callable[[str], None] = print
+    recipe: TrainRecipe,
+    best: Path,
+    work: Path,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    hardware: Hardware = Hardware(),
 ) -> ModelManifest:
     """Evaluate trained weights on a fresh hold-out set; write them with their manifest."""
     work, out_dir = work.resolve(), out_dir.resolve()
     log("evaluating on a freshly generated hold-out set")
-    metrics = evaluate(best, generate_holdout(work, recipe), recipe.imgsz)
+    holdout = generate_holdout(work, recipe, workers=hardware.workers)
+    metrics = evaluate(best, holdout, recipe.imgsz, hardware.device)
     log(f"hold-out mAP50 {metrics['map50']:.3f}, mAP50-95 {metrics['map50_95']:.3f}")
 
-    confidence = operating_point(best, work / "val", recipe.imgsz)
+    confidence = operating_point(best, work / "val", recipe.imgsz, hardware.device)
     log(f"operating confidence threshold (val mug recall >= {MIN_MUG_RECALL}): {confidence}")
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / "model.pt"
@@ -174,6 +216,7 @@ def finalize(
         | {
             "base": "yolov8n.yaml (random init)" if not recipe.init_weights else "init_weights",
             "data": "core.synth generated scenes",
+            "trained_on": hardware.device,
         }
         | (_init_provenance(Path(recipe.init_weights)) if recipe.init_weights else {}),
         metrics={f"holdout_{key}": value for key, value in metrics.items()}

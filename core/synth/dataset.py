@@ -4,15 +4,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from core.synth.render import render_scene
 from core.synth.scene import CLASSES, sample_scene
 
+# PNG level 1: a third bigger than the default level 6 but five times faster to write, which
+# makes writing, not rendering, no longer the slow half of generating a scene.
+PNG_COMPRESS_LEVEL = 1
+
 
 def scene_seed(base_seed: int, index: int) -> int:
     """Seed of the index-th scene of a dataset; disjoint base seeds give disjoint datasets."""
     return base_seed * 1_000_003 + index
+
+
+def write_scene(out_dir: Path, size: int, seed: int, index: int) -> None:
+    """Render the index-th scene of a dataset and write its image, labels and ground truth."""
+    scene = sample_scene(scene_seed(seed, index), size)
+    image, labels = render_scene(scene, size)
+    stem = f"scene_{seed}_{index:05d}"
+    image.save(out_dir / "images" / f"{stem}.png", compress_level=PNG_COMPRESS_LEVEL)
+    (out_dir / "labels" / f"{stem}.txt").write_text(
+        "".join(label.yolo(size) + "\n" for label in labels)
+    )
+    truth = scene.ground_truth() | {
+        "image": f"images/{stem}.png",
+        "size_px": size,
+        "boxes_px": [
+            {"class": lb.class_name, "box": [round(v, 2) for v in lb.box]} for lb in labels
+        ],
+    }
+    (out_dir / "truth" / f"{stem}.json").write_text(json.dumps(truth, indent=1))
 
 
 def write_dataset(
@@ -21,28 +46,27 @@ def write_dataset(
     size: int,
     seed: int,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> Path:
-    """Generate `count` scenes under out_dir/{images,labels,truth}; returns a YOLO data.yaml."""
+    """Generate `count` scenes under out_dir/{images,labels,truth}; returns a YOLO data.yaml.
+
+    Every scene depends only on (seed, index), so `workers` processes give the same files as one.
+    """
     for sub in ("images", "labels", "truth"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        scene = sample_scene(scene_seed(seed, index), size)
-        image, labels = render_scene(scene, size)
-        stem = f"scene_{seed}_{index:05d}"
-        image.save(out_dir / "images" / f"{stem}.png")
-        (out_dir / "labels" / f"{stem}.txt").write_text(
-            "".join(label.yolo(size) + "\n" for label in labels)
-        )
-        truth = scene.ground_truth() | {
-            "image": f"images/{stem}.png",
-            "size_px": size,
-            "boxes_px": [
-                {"class": lb.class_name, "box": [round(v, 2) for v in lb.box]} for lb in labels
-            ],
-        }
-        (out_dir / "truth" / f"{stem}.json").write_text(json.dumps(truth, indent=1))
-        if progress:
-            progress(index + 1)
+    write = partial(write_scene, out_dir, size, seed)
+    if workers <= 1:
+        done = map(write, range(count))
+    else:
+        pool = ProcessPoolExecutor(workers)
+        done = pool.map(write, range(count), chunksize=max(1, count // (workers * 8)))
+    try:
+        for finished, _ in enumerate(done, start=1):
+            if progress:
+                progress(finished)
+    finally:
+        if workers > 1:
+            pool.shutdown()
     return write_data_yaml(out_dir, out_dir / "images", out_dir / "images")
 
 

@@ -80,3 +80,16 @@ def test_dataset_files_are_written_in_yolo_format(tmp_path: Path) -> None:
             cls, *coords = row.split()
             assert 0 <= int(cls) < len(CLASSES)
             assert all(0.0 <= float(v) <= 1.0 for v in coords)
+
+
+def test_dataset_written_by_several_processes_matches_one(tmp_path: Path) -> None:
+    calls: list[int] = []
+    write_dataset(tmp_path / "one", count=4, size=96, seed=8)
+    write_dataset(tmp_path / "two", count=4, size=96, seed=8, progress=calls.append, workers=2)
+    assert calls == [1, 2, 3, 4]
+    for sub in ("images", "labels", "truth"):
+        one = sorted((tmp_path / "one" / sub).iterdir())
+        two = sorted((tmp_path / "two" / sub).iterdir())
+        assert [p.name for p in one] == [p.name for p in two]
+        assert len(one) == 4
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two, strict=True))

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One lent-GPU session, prepared to run unattended in a single call on the device machine:
+#   1. the inference check (bench/gpu_check.py: fp32/fp16 throughput, memory, box agreement);
+#   2. a 640 px detector fine-tuned on the GPU from the shipped 320 px one, within a time budget;
+#   3. positioning accuracy (bench/positioning_accuracy.py) of the new and the shipped detector.
+# Everything it prints and makes lands in $OUT (8 files at most come back from the machine).
+#
+#   bash bench/gpu_session.sh                                   # on the GPU machine
+#   DEVICE=cpu SCENES=24 VAL=12 HOLDOUT=10 TRAIN_SECONDS=60 ACCURACY_SCENES=6 bash bench/gpu_session.sh
+#
+# The machine has torch but not ultralytics or pydantic: wheels for them travel in .whl/ (see
+# docs/PERFORMANCE.md), and .whl/shims holds a stand-in for polars, whose wheel is too big to carry.
+set -euo pipefail
+OUT=${OUT:-/tmp/mugpos-gpu-session}
+DEVICE=${DEVICE:-cuda:0}
+SCENES=${SCENES:-3000}
+VAL=${VAL:-150}
+HOLDOUT=${HOLDOUT:-100}
+TRAIN_SECONDS=${TRAIN_SECONDS:-270}
+BATCH=${BATCH:-64}
+WORKERS=${WORKERS:-12}
+ACCURACY_SCENES=${ACCURACY_SCENES:-120}
+PYTHON=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 OUT DEVICE SCENES VAL HOLDOUT TRAIN_SECONDS BATCH WORKERS
+mkdir -p "$OUT"
+
+if [ -d .whl ] && ! "$PYTHON" -c "import ultralytics, pydantic_settings" 2>/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD/.whl/shims:$PWD"
+fi
+export PYTHONPATH="${PYTHONPATH:-$PWD}"
+# Data-loading processes hand batches over in shared memory; a small /dev/shm kills them.
+shm_gib=$(df --output=avail -BG /dev/shm 2>/dev/null | tail -1 | tr -dc 0-9)
+if [ "${shm_gib:-0}" -lt 8 ] && [ "$(id -u)" = 0 ]; then
+  mount -o remount,size=16G /dev/shm || echo "/dev/shm holds ${shm_gib:-?} GiB and stays so"
+fi
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia-smi.txt"
+fi
+
+# A failed inference check must not cost the training run: both are reported separately.
+if [[ $DEVICE == cuda* ]]; then
+  timeout 150 "$PYTHON" bench/gpu_check.py 2>&1 | tee "$OUT/gpu_check.log" || echo "gpu_check failed"
+fi
+
+timeout $((TRAIN_SECONDS + 240)) "$PYTHON" - <<'PY' 2>&1 | tee "$OUT/train.log"
+import os, shutil, time
+from pathlib import Path
+
+from core.models.training import Hardware, TrainRecipe, train
+
+env = os.environ
+started = time.perf_counter()
+shipped = Path("assets/models/mugdet-synth/1.0.0/model.pt").resolve()
+recipe = TrainRecipe(
+    epochs=300,  # an upper bound: the time budget decides
+    imgsz=640,
+    seed=11,
+    train_scenes=int(env["SCENES"]),
+    val_scenes=int(env["VAL"]),
+    holdout_scenes=int(env["HOLDOUT"]),
+    batch=int(env["BATCH"]),
+    version="1.1.0",
+    init_weights=str(shipped),
+    time_hours=float(env["TRAIN_SECONDS"]) / 3600,
+)
+work = Path("/tmp/mugpos-train")
+out = Path(env["OUT"]) / "model"
+hardware = Hardware(env["DEVICE"], int(env["WORKERS"]))
+manifest = train(recipe, work, out, print, hardware)
+results = work / "runs" / "train" / "results.csv"
+if results.is_file():
+    shutil.copyfile(results, Path(env["OUT"]) / "results.csv")
+print(f"trained {manifest.ref} in {time.perf_counter() - started:.0f} s: {manifest.metrics}")
+PY
+
+for model in "$OUT/model" assets/models/mugdet-synth/1.0.0; do
+  timeout 120 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \
+    --scenes "$ACCURACY_SCENES" 2>&1 | tee -a "$OUT/positioning.log" || echo "accuracy of $model failed"
+done
