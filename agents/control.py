@@ -180,7 +180,8 @@ class WorkerControl:
         elif command.action == "switch_model":
             if self.ctx.models is None:
                 return "this worker runs no inference stage"
-            await self.ctx.models.activate(str(command.params.get("model", "")))
+            ref = str(command.params.get("model", ""))
+            await self.ctx.models.activate(ref, input_size=self.ctx.input_size)
         elif command.action == "reload_rules":
             await self.ctx.rules.reload()
         return None

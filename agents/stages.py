@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from core.imaging import ImageRejected
@@ -34,6 +35,7 @@ from infra.results_history import result_document
 from infra.rule_actions import alert_payload
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, AnalysisResult, DeadLetter, ErrorInfo, ImageRef
 from schemas.stages import DetectedImage, LetterboxInfo, Origin, PreparedImage
+from schemas.topics import STAGE_MESSAGE_MAX_BYTES
 from streams.context import PipelineContext
 
 log = logging.getLogger(__name__)
@@ -219,14 +221,25 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
                 content_type=image.content_type,
             )
         ).key
-    await publish(
-        producer,
-        ctx.topics.prepared,
-        request_id,
-        _prepared(headers, request_id, received, origin, prepared, object_key, _ms(started))
-        .model_dump_json()
-        .encode(),
-    )
+    staged = _prepared(headers, request_id, received, origin, prepared, object_key, _ms(started))
+    payload = staged.model_dump_json().encode()
+    try:
+        await publish(producer, ctx.topics.prepared, request_id, payload)
+    except MessageSizeTooLargeError:  # e.g. a stage topic declared before the limit was raised
+        await reject(
+            ctx,
+            producer,
+            request_id=request_id,
+            source_id=headers.source_id,
+            stage="preprocess",
+            reason="too_large",
+            message=(
+                f"the prepared image ({len(payload)} bytes) exceeds the message limit of "
+                f"{ctx.topics.prepared}; raise its max.message.bytes to {STAGE_MESSAGE_MAX_BYTES}"
+            ),
+            object_key=object_key,
+            **common,
+        )
 
 
 def _prepared(

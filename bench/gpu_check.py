@@ -29,7 +29,7 @@ from core.models.detector import Detector
 from core.models.manifest import read_manifest
 from core.synth.render import scene_jpegs
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.0.0"
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.1.0"
 
 
 def device_info(device: str) -> dict[str, object]:

@@ -2,6 +2,7 @@
 broker, worker and sinks, at the same batch and input size, in one run.
 
     python -m bench.pipeline [--images 300] [--workers 1,2]
+    MUGPOS_MODEL=mugdet-synth:1.0.0 python -m bench.pipeline    # the 320 px model
 
 Starts its own Apache Kafka 3.9 (from .cache/kafka-libs), secantusdb, redis-server and moto S3 on
 loopback ports, runs `mugpos worker` processes, publishes generated JPEG scenes with aiokafka and
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=640, help="source image size (model: 320)")
+    parser.add_argument("--size", type=int, default=640, help="source image size in px")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="mugpos-bench-"))
     with real_services(folder) as service_env:
@@ -162,7 +163,7 @@ def main() -> None:
             rows.append((workers, raw, result))
     print(
         f"\n{datetime.now(UTC):%Y-%m-%d} on {platform.node()} ({os.cpu_count()} cores, no GPU), "
-        f"batch {args.batch}, model input 320 px, source {args.size} px, {args.images} images"
+        f"batch {args.batch}, model {settings.model}, source {args.size} px, {args.images} images"
     )
     print(
         f"{'workers':>7} {'raw img/s':>10} {'e2e img/s':>10} {'ratio':>6} "

@@ -10,7 +10,6 @@ Scenes use seeds never used in training. Edge errors are compared for mugs withi
 from __future__ import annotations
 
 import argparse
-import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,11 +21,11 @@ from core.models.detector import Detector, DetectorConfig
 from core.models.manifest import read_manifest
 from core.models.types import Detection
 from core.positioning import analyze
-from core.positioning.geometry import centre
 from core.synth import render_scene, sample_scene
+from core.synth.accuracy import AccuracyTally
 
 SEED_BASE = 70_000
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.0.0"
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.1.0"
 
 
 def main() -> None:
@@ -50,48 +49,33 @@ def main() -> None:
         config=DetectorConfig(confidence=manifest.confidence),
     )
     roles = ClassMap()
-    rows = {"ground-truth boxes": ([], [0, 0]), "detector boxes": ([], [0, 0])}
-    missed = 0
+    tallies = {"ground-truth boxes": AccuracyTally(), "detector boxes": AccuracyTally()}
     for index in range(args.scenes):
         scene = sample_scene(SEED_BASE + index, args.size)
         image, labels = render_scene(scene, args.size, perspective=args.perspective)
-        truth = scene.ground_truth()
-        truth_boxes = [lb.box for lb in labels if lb.class_name == "mug"]
         sources = {
             "ground-truth boxes": [
                 Detection(lb.class_name, roles.role(lb.class_name), 1.0, lb.box) for lb in labels
             ],
             "detector boxes": detector.detect([np.asarray(image)])[0],
         }
+        truth_boxes = [lb.box for lb in labels if lb.class_name == "mug"]
         for name, detections in sources.items():
             facts = analyze(detections, (args.size, args.size))
-            errors, coaster = rows[name]
-            for expected, box in zip(truth["mugs"], truth_boxes, strict=True):
-                found = min(
-                    facts.mugs,
-                    default=None,
-                    key=lambda m: np.hypot(*np.subtract(centre(m.box), centre(box))),
-                )
-                if found is None or np.hypot(*np.subtract(centre(found.box), centre(box))) > 10:
-                    missed += name == "detector boxes"
-                    continue
-                coaster[0] += found.on_coaster == expected["on_coaster"]
-                coaster[1] += 1
-                if found.edge_distance_cm is not None and expected["edge_distance_cm"] < 30:
-                    errors.append(abs(found.edge_distance_cm - expected["edge_distance_cm"]))
+            tallies[name].add(facts, scene.ground_truth(), truth_boxes)
     print(
         f"{datetime.now(UTC):%Y-%m-%d}, {args.scenes} scenes at {args.size} px, "
-        f"perspective {args.perspective}, model {manifest.ref}"
+        f"perspective {args.perspective}, model {manifest.ref} on {args.device}"
     )
     print(
-        f"{'boxes':<20} {'mugs':>5} {'edge median cm':>15} {'edge p90 cm':>12} {'on-coaster acc':>15}"
+        f"{'boxes':<20} {'mugs':>5} {'edge median cm':>15} {'edge p90 cm':>12} "
+        f"{'on-coaster acc':>15} {'missed':>7}"
     )
-    for name, (errors, (right, total)) in rows.items():
-        median = statistics.median(errors) if errors else float("nan")  # nan: no mug was found
-        p90 = sorted(errors)[int(0.9 * len(errors))] if errors else float("nan")
-        accuracy = right / total if total else float("nan")
-        print(f"{name:<20} {total:>5} {median:>15.3f} {p90:>12.3f} {accuracy:>15.1%}")
-    print(f"mugs missed by the detector: {missed}")
+    for name, tally in tallies.items():  # nan: no mug was found
+        print(
+            f"{name:<20} {tally.compared:>5} {tally.median_edge_error_cm:>15.3f} "
+            f"{tally.p90_edge_error_cm:>12.3f} {tally.coaster_accuracy:>15.1%} {tally.missed:>7}"
+        )
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
 
     # Models and devices
     model: str = Field(
-        "mugdet-synth:1.0.0", description="Detector to serve, as `name:version` or `name:latest`."
+        "mugdet-synth:1.1.0", description="Detector to serve, as `name:version` or `name:latest`."
     )
     model_dir: Path | None = Field(None, description="Local directory searched first for models.")
     model_cache_dir: Path = Field(

@@ -11,7 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from core.config import Settings
-from schemas.topics import TopicNames
+from schemas.topics import STAGE_MESSAGE_MAX_BYTES, TopicNames
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     topics = TopicNames(settings.topic_prefix)
     data = {"retention.ms": str(settings.topic_retention_ms)}
 
+    stage = {
+        "retention.ms": str(min(settings.topic_retention_ms, 86_400_000)),
+        "max.message.bytes": str(STAGE_MESSAGE_MAX_BYTES),
+    }
+
     def spec(name: str, configs: dict[str, str]) -> TopicSpec:
         return TopicSpec(name, settings.topic_partitions, settings.topic_replication, configs)
 
@@ -45,8 +50,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Commands and worker status: compaction keeps each worker's latest status forever.
         spec(topics.control, {"cleanup.policy": "compact,delete", **data}),
         # Stage topics hold work in flight only: a day is plenty to recover from an outage.
-        spec(topics.prepared, {"retention.ms": str(min(settings.topic_retention_ms, 86_400_000))}),
-        spec(topics.detected, {"retention.ms": str(min(settings.topic_retention_ms, 86_400_000))}),
+        spec(topics.prepared, stage),
+        spec(topics.detected, stage),
     ]
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Stage messages carry the letterboxed model input as PNG in JSON (base64): about 1.7 MB for a
+# noisy 640 px picture, over Kafka's 1 MB default. Stage topics, the pipeline's producer and its
+# consumer all allow this much.
+STAGE_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class TopicNames:

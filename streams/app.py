@@ -12,9 +12,7 @@ from pathlib import Path
 import faust
 
 from core.config import Settings
-from schemas.topics import TopicNames
-
-MAX_REQUEST_BYTES = 8 * 1024 * 1024  # stage messages with a 640 px PNG stay far below this
+from schemas.topics import STAGE_MESSAGE_MAX_BYTES, TopicNames
 
 
 def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App:
@@ -33,7 +31,8 @@ def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App
         broker_rebalance_timeout=6,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
-        producer_max_request_size=MAX_REQUEST_BYTES,
+        producer_max_request_size=STAGE_MESSAGE_MAX_BYTES,
+        consumer_max_fetch_size=STAGE_MESSAGE_MAX_BYTES,
         web_enabled=False,
         web_port=web_port,
         web_host="127.0.0.1",

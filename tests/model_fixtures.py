@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from core.config import Settings
 from core.models.manifest import MANIFEST_FILE, ModelManifest, read_manifest
 from infra.model_store import BUNDLED_DIR
 
-SHIPPED = BUNDLED_DIR / "mugdet-synth" / "1.0.0"
+DEFAULT_MODEL = Settings.model_fields["model"].default  # what a deployment serves unless told
+SHIPPED = BUNDLED_DIR.joinpath(*DEFAULT_MODEL.split(":"))
 
 
 def shipped_manifest() -> ModelManifest:

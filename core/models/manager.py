@@ -43,6 +43,10 @@ class ModelBudgetError(RuntimeError):
     """A model does not fit in the memory budget even with everything else evicted."""
 
 
+class ModelMismatchError(ValueError):
+    """A model version cannot replace the active one in a running pipeline."""
+
+
 class ModelManager:
     def __init__(
         self,
@@ -106,8 +110,19 @@ class ModelManager:
             self._loaded[key] = model
             return model
 
-    async def activate(self, ref: str) -> LoadedModel:
-        """Hot swap: load and warm `ref` fully, then make it the version new batches use."""
+    async def activate(self, ref: str, input_size: int | None = None) -> LoadedModel:
+        """Hot swap: load and warm `ref` fully, then make it the version new batches use.
+
+        With `input_size`, a version made for another input size is refused before it loads:
+        images reach inference already letterboxed to the size the pipeline started with.
+        """
+        if input_size is not None:
+            manifest = (await self._resolve(ref)).manifest
+            if manifest.input_size != input_size:
+                raise ModelMismatchError(
+                    f"{manifest.ref} takes {manifest.input_size} px input but this pipeline "
+                    f"prepares {input_size} px images; set MUGPOS_MODEL and restart the workers"
+                )
         model = await self.get(ref)
         previous, self._active = self._active, model
         if previous is not model:

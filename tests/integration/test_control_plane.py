@@ -146,7 +146,7 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     )
     first, second = workers
     for worker in workers:
-        assert worker["model"] == "mugdet-synth:1.0.0"
+        assert worker["model"] == "mugdet-synth:1.1.0"
         assert worker["gpu"]["present"] is False
         assert worker["rss_mb"] > 0
         assert worker["max_batch"] == 8
@@ -163,6 +163,11 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     ack = refused.json()["acks"][first["worker_id"]]
     assert ack["ok"] is False
     assert "9.9.9" in ack["reason"]
+    # A bundled version made for another input size cannot replace the served one live.
+    resized = _command(api, admin, first["worker_id"], "switch_model", model="mugdet-synth:1.0.0")
+    ack = resized.json()["acks"][first["worker_id"]]
+    assert ack["ok"] is False
+    assert "restart" in ack["reason"]
 
     # Live max_batch: acknowledged within a second, and the batches follow.
     issued = time.monotonic()

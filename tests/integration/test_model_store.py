@@ -10,7 +10,7 @@ from core.config import Settings
 from core.models.manifest import ModelIntegrityError, ModelNotFound
 from infra.model_store import ModelStore
 from infra.object_store import S3ObjectStore
-from tests.model_fixtures import copy_version, shipped_manifest
+from tests.model_fixtures import DEFAULT_MODEL, copy_version, shipped_manifest
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ async def s3(service_settings: Settings):
 
 
 async def test_bundled_default_resolves_and_verifies(tmp_path: Path) -> None:
-    files = await ModelStore(tmp_path / "cache").resolve("mugdet-synth:1.0.0")
+    files = await ModelStore(tmp_path / "cache").resolve(DEFAULT_MODEL)
     assert files.source == "bundled"
     assert files.manifest == shipped_manifest()
     assert files.weights.is_file()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from PIL import Image
 
 from core.config import Settings
@@ -179,6 +181,38 @@ async def test_bad_inputs_become_dead_letters_and_the_worker_keeps_going(
     await _publish(pipeline, [("after-bad", scene_jpeg(3), [])])
     after = await _collect(pipeline, names.results, {"after-bad"}, 60)
     assert AnalysisResult.model_validate_json(after["after-bad"]).status == "ok"
+
+
+async def test_a_stage_message_over_the_topic_limit_becomes_a_dead_letter(
+    deployment: Settings, tmp_path: Path
+) -> None:
+    """A stage topic with a smaller message limit (declared before this release raised it, say)
+    refuses a prepared image: that input becomes a `too_large` dead letter, the worker goes on."""
+    names = TopicNames(deployment.topic_prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=deployment.kafka_bootstrap)
+    await admin.start()
+    try:
+        limit = ConfigResource(
+            ConfigResourceType.TOPIC, names.prepared, configs={"max.message.bytes": "20000"}
+        )
+        await admin.alter_configs([limit])
+    finally:
+        await admin.close()
+    plain = encode(Image.new("RGB", (64, 48), (180, 150, 120)), "JPEG")  # a tiny stage message
+    worker = WorkerProcess(deployment, tmp_path, "w")
+    try:
+        await _publish(deployment, [("over-limit", scene_jpeg(1), []), ("plain", plain, [])])
+        results = await _collect(deployment, names.results, {"over-limit", "plain"}, 120)
+        letters = await _collect(deployment, names.dlq, {"over-limit"}, 30)
+    finally:
+        assert worker.stop() == 0  # still running until told to stop
+    over = AnalysisResult.model_validate_json(results["over-limit"])
+    assert over.status == "rejected"
+    assert over.error is not None
+    assert over.error.reason == "too_large"
+    assert "max.message.bytes" in over.error.message
+    assert DeadLetter.model_validate_json(letters["over-limit"]).reason == "too_large"
+    assert AnalysisResult.model_validate_json(results["plain"]).status == "ok"
 
 
 async def _stored(settings: Settings, ids: list[str]) -> dict[str, dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.models.manager import ModelBudgetError, ModelManager
+from core.models.manager import ModelBudgetError, ModelManager, ModelMismatchError
 from infra.model_store import ModelStore
 from tests.model_fixtures import copy_version
 
@@ -51,6 +51,21 @@ async def test_lru_eviction_keeps_the_active_and_most_recent(store, tmp_path: Pa
 async def test_a_model_larger_than_the_budget_is_refused(store, tmp_path: Path) -> None:
     with pytest.raises(ModelBudgetError, match="budget"):
         await _manager(store, tmp_path, 1024).get("mugdet-synth:1")
+
+
+async def test_a_version_for_another_input_size_is_refused_before_loading(
+    store, tmp_path: Path
+) -> None:
+    manager = _manager(store, tmp_path, 1 << 30)
+    active = await manager.activate("mugdet-synth:1")
+    size = active.detector.input_size
+    assert (await manager.activate("mugdet-synth:2", input_size=size)).ref == "mugdet-synth:2"
+    other = "mugdet-synth:1.0.0"  # bundled, made for 320 px input (the copies above take 640)
+    assert size == 640
+    with pytest.raises(ModelMismatchError, match="restart"):
+        await manager.activate(other, input_size=size)
+    assert manager.active.ref == "mugdet-synth:2"
+    assert other not in manager.loaded()
 
 
 async def test_hot_swap_loses_no_batch_in_flight(store, tmp_path: Path) -> None:
