@@ -49,7 +49,8 @@ def train(
     batch: Annotated[int, typer.Option(min=1)] = 16,
     val_scenes: Annotated[int, typer.Option(min=10, help="Validation scenes.")] = 60,
     minutes: Annotated[
-        float | None, typer.Option(min=1, help="Wall-clock budget; the epochs are fitted into it.")
+        float | None,
+        typer.Option(min=0.1, help="Wall-clock budget; the epochs are fitted into it."),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Data-loading processes.")] = 2,

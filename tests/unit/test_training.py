@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from control.cli import app
@@ -62,10 +63,20 @@ def test_train_writes_verifiable_weights_and_manifest(tmp_path: Path) -> None:
             str(tmp_path / "work2"),
             "--init",
             str(out / "model.pt"),
+            "--batch",
+            "4",
+            "--val-scenes",
+            "10",
+            "--minutes",
+            "0.1",
+            "--workers",
+            "2",
         ],
     )
     assert result.exit_code == 0, result.output
     recipe = read_manifest(second).recipe
+    assert (recipe["batch"], recipe["val_scenes"], recipe["trained_on"]) == (4, 10, "cpu")
+    assert recipe["time_hours"] == pytest.approx(0.1 / 60)
     assert recipe["init_weights"] == str(out / "model.pt")
     assert recipe["init_sha256"] == manifest.files["model.pt"]
     assert recipe["init_recipe"] == manifest.recipe
