@@ -8,8 +8,15 @@
 #   bash bench/gpu_session.sh                                   # on the GPU machine
 #   DEVICE=cpu SCENES=24 VAL=12 HOLDOUT=10 TRAIN_SECONDS=60 ACCURACY_SCENES=6 bash bench/gpu_session.sh
 #
-# The machine has torch but not ultralytics or pydantic: wheels for them travel in .whl/ (see
-# docs/PERFORMANCE.md), and .whl/shims holds a stand-in for polars, whose wheel is too big to carry.
+# The machine has torch but not ultralytics or pydantic: wheels for them travel in .whl/ (ignored
+# by git), fetched on a machine with an index for the GPU machine's Python 3.12:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 --platform any -d .whl ultralytics==8.4.190 \
+#     ultralytics-thop==2.2.3 ultralytics-platform==0.1.99 pydantic==2.14.4 pydantic_core==2.50.5 \
+#     pydantic-settings==2.16.3 annotated-types==0.8.0 typing-inspection==0.4.5 python-dotenv \
+#     typing_extensions==4.16.0 lark==1.3.1
+# .whl/shims/polars/__init__.py stands in for polars, whose 54 MB wheel is too big to carry: its
+# read_csv raises, which ultralytics catches when it saves a checkpoint (no training history in it).
 set -euo pipefail
 OUT=${OUT:-/tmp/mugpos-gpu-session}
 DEVICE=${DEVICE:-cuda:0}
