@@ -15,7 +15,7 @@
 #     ultralytics-thop==2.2.3 ultralytics-platform==0.1.99 pydantic==2.14.4 pydantic_core==2.50.5 \
 #     pydantic-settings==2.16.3 annotated-types==0.8.0 typing-inspection==0.4.5 python-dotenv \
 #     typing_extensions==4.16.0 lark==1.3.1
-# .whl/shims/polars/__init__.py stands in for polars, whose 54 MB wheel is too big to carry: its
+# bench/gpu_shims/polars stands in for polars, whose 54 MB wheel is too big to carry: its
 # read_csv raises, which ultralytics catches when it saves a checkpoint (no training history in it).
 set -euo pipefail
 OUT=${OUT:-/tmp/mugpos-gpu-session}
@@ -34,7 +34,7 @@ mkdir -p "$OUT"
 if [ -d .whl ] && ! "$PYTHON" -c "import ultralytics, pydantic_settings" 2>/dev/null; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:$PWD/.whl/shims:$PWD"
+  export PYTHONPATH="/tmp/site:$PWD/bench/gpu_shims:$PWD"
 fi
 export PYTHONPATH="${PYTHONPATH:-$PWD}"
 # Data-loading processes hand batches over in shared memory; a small /dev/shm kills them.
