@@ -175,23 +175,27 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
         )
         return
     request_id = headers.request_id or fallback_id
+
+    async def refuse(reason: str, message: str, object_key: str | None) -> None:
+        await reject(
+            ctx,
+            producer,
+            request_id=request_id,
+            source_id=headers.source_id,
+            stage="preprocess",
+            reason=reason,
+            message=message,
+            object_key=object_key,
+            **common,
+        )
+
     object_key: str | None = None
     if headers.content_type == IMAGE_REF_CONTENT_TYPE:
         try:
             object_key = ImageRef.model_validate_json(data).image_ref
             data = (await ctx.store.get(object_key)).data
         except (ValidationError, ObjectNotFound) as exc:
-            await reject(
-                ctx,
-                producer,
-                request_id=request_id,
-                source_id=headers.source_id,
-                stage="preprocess",
-                reason="bad_image_ref",
-                message=str(exc),
-                object_key=object_key,
-                **common,
-            )
+            await refuse("bad_image_ref", str(exc), object_key)
             return
     try:
         prepared = await asyncio.to_thread(prepare, data, ctx.input_size, ctx.limits)
@@ -200,17 +204,7 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
             object_key = (
                 await ctx.store.put(upload_key(headers.source_id, request_id, "bin"), data)
             ).key  # kept for inspection and replay
-        await reject(
-            ctx,
-            producer,
-            request_id=request_id,
-            source_id=headers.source_id,
-            stage="preprocess",
-            reason=exc.reason,
-            message=str(exc),
-            object_key=object_key,
-            **common,
-        )
+        await refuse(exc.reason, str(exc), object_key)
         return
     image = prepared.image
     if object_key is None:
@@ -226,19 +220,11 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
     try:
         await publish(producer, ctx.topics.prepared, request_id, payload)
     except MessageSizeTooLargeError:  # e.g. a stage topic declared before the limit was raised
-        await reject(
-            ctx,
-            producer,
-            request_id=request_id,
-            source_id=headers.source_id,
-            stage="preprocess",
-            reason="too_large",
-            message=(
-                f"the prepared image ({len(payload)} bytes) exceeds the message limit of "
-                f"{ctx.topics.prepared}; raise its max.message.bytes to {STAGE_MESSAGE_MAX_BYTES}"
-            ),
-            object_key=object_key,
-            **common,
+        await refuse(
+            "too_large",
+            f"the prepared image ({len(payload)} bytes) exceeds the message limit of "
+            f"{ctx.topics.prepared}; raise its max.message.bytes to {STAGE_MESSAGE_MAX_BYTES}",
+            object_key,
         )
 
 

@@ -59,10 +59,12 @@ def main() -> None:
             ],
             "detector boxes": detector.detect([np.asarray(image)])[0],
         }
-        truth_boxes = [lb.box for lb in labels if lb.class_name == "mug"]
+        truth, truth_boxes = (
+            scene.ground_truth(),
+            [lb.box for lb in labels if lb.class_name == "mug"],
+        )
         for name, detections in sources.items():
-            facts = analyze(detections, (args.size, args.size))
-            tallies[name].add(facts, scene.ground_truth(), truth_boxes)
+            tallies[name].add(analyze(detections, (args.size, args.size)), truth, truth_boxes)
     print(
         f"{datetime.now(UTC):%Y-%m-%d}, {args.scenes} scenes at {args.size} px, "
         f"perspective {args.perspective}, model {manifest.ref} on {args.device}"

@@ -215,20 +215,25 @@ async def _exchange(settings: Settings, console: Console, api_url: str, password
     return {r.request_id for r in results} == set(ids)
 
 
+def _start(
+    server: TansuBroker | SecantusServer, label: str, stack: ExitStack, console: Console
+) -> None:
+    """Start an embedded server, stopped with the stack (also when a later start fails)."""
+    console.print(f"starting {label} ...")
+    stack.callback(server.stop)
+    server.start()
+
+
 def _embedded_settings(workdir: Path, stack: ExitStack, console: Console) -> Settings:
     """Settings from the environment, with an embedded default for every component not set."""
     overrides: dict[str, object] = {"topic_partitions": 2, "device": "cpu"}
     if f"{ENV_PREFIX}KAFKA_BOOTSTRAP" not in os.environ:
         broker = TansuBroker(workdir / "tansu")
-        console.print("starting tansu (Kafka protocol) ...")
-        stack.callback(broker.stop)
-        broker.start()
+        _start(broker, "tansu (Kafka protocol)", stack, console)
         overrides["kafka_bootstrap"] = broker.bootstrap
     if f"{ENV_PREFIX}MONGODB_URI" not in os.environ:
         database = SecantusServer(workdir / "secantus")
-        console.print("starting secantusdb (MongoDB wire) ...")
-        stack.callback(database.stop)
-        database.start()
+        _start(database, "secantusdb (MongoDB wire)", stack, console)
         overrides["mongodb_uri"] = database.uri
     if f"{ENV_PREFIX}OBJECT_STORE" not in os.environ:
         overrides["object_store"] = str(workdir / "objects")

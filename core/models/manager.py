@@ -97,11 +97,20 @@ class ModelManager:
     def used_bytes(self) -> int:
         return sum(m.memory_bytes for m in self._loaded.values())
 
-    async def get(self, ref: str) -> LoadedModel:
-        """A loaded model version, loading (and evicting older ones) when needed."""
+    async def get(self, ref: str, input_size: int | None = None) -> LoadedModel:
+        """A loaded model version, loading (and evicting older ones) when needed.
+
+        With `input_size`, a version made for another input size is refused before it loads.
+        """
         async with self._lock:
             files = await self._resolve(ref)
-            key = files.manifest.ref
+            manifest = files.manifest
+            if input_size is not None and manifest.input_size != input_size:
+                raise ModelMismatchError(
+                    f"{manifest.ref} takes {manifest.input_size} px input but this pipeline "
+                    f"prepares {input_size} px images; set MUGPOS_MODEL and restart the workers"
+                )
+            key = manifest.ref
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
@@ -113,17 +122,9 @@ class ModelManager:
     async def activate(self, ref: str, input_size: int | None = None) -> LoadedModel:
         """Hot swap: load and warm `ref` fully, then make it the version new batches use.
 
-        With `input_size`, a version made for another input size is refused before it loads:
-        images reach inference already letterboxed to the size the pipeline started with.
+        A running pipeline passes its `input_size`: images reach inference already letterboxed.
         """
-        if input_size is not None:
-            manifest = (await self._resolve(ref)).manifest
-            if manifest.input_size != input_size:
-                raise ModelMismatchError(
-                    f"{manifest.ref} takes {manifest.input_size} px input but this pipeline "
-                    f"prepares {input_size} px images; set MUGPOS_MODEL and restart the workers"
-                )
-        model = await self.get(ref)
+        model = await self.get(ref, input_size)
         previous, self._active = self._active, model
         if previous is not model:
             log.info("active model %s -> %s", previous.ref if previous else None, model.ref)
