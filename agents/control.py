@@ -67,7 +67,8 @@ class WorkerControl:
             pid=os.getpid(),
             stages=self.stages,
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in self._assignment()),
-            state=self.state,
+            state=self._reported_state(),
+            unavailable=self.ctx.health.unavailable(),
             model=models.active.ref if models and models.loaded() else None,
             backend=models.backend_name if models else None,
             device=device,
@@ -85,6 +86,12 @@ class WorkerControl:
             last_command=self.last_command,
             **self.batches.summary(),
         )
+
+    def _reported_state(self) -> WorkerState:
+        """`degraded` while a dependency is down and the worker would otherwise be running."""
+        if self.state == "running" and self.ctx.health.degraded:
+            return "degraded"
+        return self.state
 
     def _assignment(self) -> set:
         try:

@@ -1,8 +1,10 @@
 """The pipeline as Faust agents: images -> preprocess -> inference (micro-batched) -> analysis.
 
-Each agent is a short loop that hands its message to `agents.stages`; a stage produces its output
-and waits for the broker to accept it before the loop moves on, so an input's offset is committed
-only after its downstream effect is durable (at-least-once; the sink is idempotent).
+Each agent is a short loop: admit what it takes into its stage's `Delivery` ledger, hand it to
+`agents.stages`, and let the ledger acknowledge it once the outcome is durable (published output,
+or dead letter plus result). An input is committed only then (at-least-once; the sink is
+idempotent). A dependency outage rewinds the inputs instead of failing them; a stage never lets
+an exception reach Faust, which would acknowledge the input (streams.delivery).
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from agents.control import WorkerControl
 from schemas.control import MAX_BATCH_CEILING
 from streams.app import topics
 from streams.context import PipelineContext
+from streams.delivery import Delivery, Ticket
 
 STAGES = ("preprocess", "inference", "analysis")
 PAUSE_POLL_S = 0.05
+# How long a rebalance or shutdown waits for the inputs in hand to finish, so this worker commits
+# them rather than the next owner redoing them; under the rebalance timeout (streams.app).
+SETTLE_S = 4.0
 
 
 def register(
@@ -37,6 +43,16 @@ def register(
     settings = ctx.settings
 
     control = WorkerControl(app, ctx, sorted(enabled))
+    producer = app.producer
+    deliveries: list[Delivery] = []
+
+    def delivery(stage: str, topic: str, poison) -> Delivery:
+        async def on_poison(ticket: Ticket, exc: BaseException, failures: int) -> None:
+            await poison(ticket.message, failures)
+
+        made = Delivery(app, stage, topic, ctx.health, ctx.failures, on_poison)
+        deliveries.append(made)
+        return made
 
     async def admitted() -> None:
         """Hold the message in hand while paused, but not through a rebalance: Faust waits for
@@ -65,21 +81,60 @@ def register(
         ready.set()
         await control.run_heartbeats()
 
+    @app.on_partitions_revoked.connect
+    async def settle_revoked(app: faust.App, revoked: set, **_: object) -> None:
+        """Finish (bounded) what is in hand on the revoked partitions and commit it."""
+        await asyncio.gather(*(d.settle(revoked, SETTLE_S) for d in deliveries))
+        await _commit(app)
+        for d in deliveries:
+            d.forget(revoked)
+
     @app.on_before_shutdown.connect
     async def close_commands(app: faust.App, **_: object) -> None:
+        """Stop taking input, finish (bounded) what is in hand, commit it, then let Faust stop."""
+        ctx.live.stopping = True
+        await asyncio.gather(*(d.settle(None, SETTLE_S) for d in deliveries))
+        await _commit(app)
         await control.stop_commands()
 
     if "preprocess" in enabled:
+        pre = delivery(
+            "preprocess",
+            channels["images"].get_topic_name(),
+            lambda message, failures: stages.preprocess_poison(ctx, producer, message, failures),
+        )
+
+        async def preprocess_one(tickets: list[Ticket]) -> None:
+            (ticket,) = tickets
+            await stages.preprocess(ctx, producer, ticket.message)
 
         @app.agent(channels["images"], name="preprocess", concurrency=concurrency)
         async def preprocess(stream: faust.StreamT) -> None:
             await ready.wait()
             async for event in stream.events():
+                ticket = pre.admit(event)
+                if ticket is None:
+                    continue
+                if ctx.live.stopping:
+                    pre.put_back([ticket])
+                    continue
                 await admitted()
                 control.saw_input()
-                await stages.preprocess(ctx, app.producer, event.message)
+                await pre.process([ticket], preprocess_one)
 
     if "inference" in enabled:
+        inf = delivery(
+            "inference",
+            channels["prepared"].get_topic_name(),
+            lambda message, failures: stages.stage_poison(
+                ctx, producer, "inference", message, failures
+            ),
+        )
+
+        async def infer(tickets: list[Ticket]) -> None:
+            started = time.perf_counter()
+            await stages.infer(ctx, producer, [t.message.value for t in tickets])
+            control.batches.record(len(tickets), (time.perf_counter() - started) * 1000)
 
         @app.agent(channels["prepared"], name="inference")
         async def inference(stream: faust.StreamT) -> None:
@@ -87,20 +142,47 @@ def register(
             # Buffer up to the ceiling, run in chunks of the live max_batch: an operator's
             # `set max_batch` applies to the next batch (Faust fixes take()'s size at start).
             ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
-            async for buffered in stream.take(ceiling, within=settings.max_wait_ms / 1000):
+            async for events in stream.take_events(ceiling, within=settings.max_wait_ms / 1000):
+                tickets = [t for t in map(inf.admit, events) if t is not None]
+                if ctx.live.stopping:
+                    inf.put_back(tickets)
+                    continue
                 await admitted()
                 control.saw_input()
-                for start in range(0, len(buffered), size := ctx.live.max_batch):
-                    chunk = buffered[start : start + size]
-                    started = time.perf_counter()
-                    await stages.infer(ctx, app.producer, chunk)
-                    control.batches.record(len(chunk), (time.perf_counter() - started) * 1000)
+                for start in range(0, len(tickets), size := ctx.live.max_batch):
+                    await inf.process(tickets[start : start + size], infer)
 
     if "analysis" in enabled:
+        ana = delivery(
+            "analysis",
+            channels["detected"].get_topic_name(),
+            lambda message, failures: stages.stage_poison(
+                ctx, producer, "analysis", message, failures
+            ),
+        )
+
+        async def analyse(tickets: list[Ticket]) -> None:
+            await stages.analyse(ctx, producer, [t.message.value for t in tickets])
 
         @app.agent(channels["detected"], name="analysis", concurrency=concurrency)
         async def analysis(stream: faust.StreamT) -> None:
             await ready.wait()
-            async for value in stream:
+            # Small batches share one round of MongoDB, object-store and Kafka writes.
+            async for events in stream.take_events(
+                settings.max_batch, within=settings.max_wait_ms / 1000
+            ):
+                tickets = [t for t in map(ana.admit, events) if t is not None]
+                if ctx.live.stopping:
+                    ana.put_back(tickets)
+                    continue
                 await admitted()
-                await stages.analyse(ctx, app.producer, value)
+                await ana.process(tickets, analyse)
+
+
+async def _commit(app: faust.App) -> None:
+    """Commit what the ledgers acknowledged; a broker that is away makes this a no-op."""
+    try:
+        await app.consumer.maybe_wait_for_commit_to_finish()  # one that began before our acks
+        await app.consumer.force_commit()
+    except Exception as exc:  # the next owner redoes the uncommitted inputs: duplicates only
+        logging.getLogger(__name__).warning("commit failed: %s", exc)

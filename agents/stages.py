@@ -1,13 +1,18 @@
-"""What each pipeline stage does with one message (or one batch). Every failure ends as a
-dead-letter record plus a `rejected`/`failed` result; nothing here raises into Faust."""
+"""What each pipeline stage does with one message (or one batch).
+
+Bad input ends as a dead letter plus a `rejected`/`failed` result. A dependency's failure is
+raised, untouched: streams.delivery rewinds the input and reports the outage, so an outage never
+turns into dead letters. Nothing here acknowledges anything; streams.delivery does, once a stage
+returns."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,10 +33,9 @@ from core.pipeline.intake import (
 )
 from core.pipeline.prepare import model_input, prepare
 from core.positioning.serialize import facts_to_dict
-from infra.mongo import ANALYSIS_RESULTS
-from infra.object_store import ObjectNotFound
-from infra.object_store.keys import result_key, upload_key
-from infra.results_history import result_document
+from infra.failures import is_fatal
+from infra.object_store import InvalidObjectKey, ObjectNotFound
+from infra.object_store.keys import upload_key
 from infra.rule_actions import alert_payload
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, AnalysisResult, DeadLetter, ErrorInfo, ImageRef
 from schemas.stages import DetectedImage, LetterboxInfo, Origin, PreparedImage
@@ -62,36 +66,19 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
 
 
-async def sink(ctx: PipelineContext, producer: Producer, result: AnalysisResult) -> None:
-    """Store a result idempotently (one document per request id), cache it, then publish it.
+async def sink(ctx: PipelineContext, producer: Producer, results: list[AnalysisResult]) -> None:
+    """Store results (idempotently, one per request id), then publish what is stored.
 
-    The three writes run concurrently; the result is published only once all are durable. The
-    published copy also carries the sink's own time."""
-    started = time.perf_counter()
-    payload = result.model_dump_json().encode()
-    document = result_document(result)
-    writes = [
-        ctx.db[ANALYSIS_RESULTS].update_one(
-            {"request_id": result.request_id}, {"$set": document}, upsert=True
-        ),
-        ctx.store.put(
-            result_key(result.request_id, "result.json", result.completed_at),
-            payload,
-            content_type="application/json",
-        ),
-    ]
-    if ctx.redis is not None:
-        writes.append(
-            ctx.redis.set(
-                f"{ctx.settings.topic_prefix}:result:{result.request_id}",
-                payload,
-                ex=ctx.settings.result_cache_ttl_s,
-            )
+    A redelivered input republishes the result its first delivery stored, unchanged. A failure
+    of any store raises before anything is published: the inputs are redelivered and complete
+    the same results (never one stored and unpublished for good, never one published unstored).
+    """
+    stored = await ctx.results.save(results)
+    await asyncio.gather(
+        *(
+            publish(producer, ctx.topics.results, r.request_id, r.model_dump_json().encode())
+            for r in stored
         )
-    await asyncio.gather(*writes)
-    result.timings_ms["sink"] = _ms(started)
-    await publish(
-        producer, ctx.topics.results, result.request_id, result.model_dump_json().encode()
     )
 
 
@@ -129,15 +116,23 @@ async def reject(
     await sink(
         ctx,
         producer,
-        AnalysisResult(
-            request_id=request_id,
-            source_id=source_id,
-            status=status,  # type: ignore[arg-type]
-            completed_at=now,
-            error=ErrorInfo(stage=stage, reason=reason, message=message),
-        ),
+        [
+            AnalysisResult(
+                request_id=request_id,
+                source_id=source_id,
+                status=status,  # type: ignore[arg-type]
+                completed_at=now,
+                error=ErrorInfo(stage=stage, reason=reason, message=message),
+            )
+        ],
     )
     log.info("%s %s at %s: %s (%s)", status, request_id, stage, reason, message)
+
+
+def poison_message(stage: str, failures: int) -> str:
+    """What a client reads about an input the stage failed on for no reason it can name (the
+    details are in the worker's log, never in a result)."""
+    return f"the {stage} stage failed on this input {failures} times; it was set aside for replay"
 
 
 def _header_dict(raw: Any) -> dict[str, str]:
@@ -147,34 +142,68 @@ def _header_dict(raw: Any) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """An images-topic message as the preprocess stage sees it."""
+
+    origin: Origin
+    headers: list[tuple[str, bytes]]
+    shown: dict[str, str]
+    key: bytes | None
+    data: bytes
+
+    @classmethod
+    def of(cls, message: Any) -> _Input:
+        raw = message.headers.items() if isinstance(message.headers, dict) else message.headers
+        headers = [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in raw or []]
+        return cls(
+            Origin(topic=message.topic, partition=message.partition, offset=message.offset),
+            headers,
+            _header_dict(message.headers),
+            message.key,
+            message.value or b"",
+        )
+
+    @property
+    def fallback_id(self) -> str:
+        return derived_request_id(self.origin.topic, self.origin.partition, self.origin.offset)
+
+
+async def _keep_original(
+    ctx: PipelineContext, source_id: str, request_id: str, data: bytes, image_format: str = "bin"
+) -> str | None:
+    """Keep the bytes as received (for inspection and replay), when there are any to keep."""
+    if not 0 < len(data) <= ctx.settings.max_image_bytes:
+        return None
+    return (await ctx.store.put(upload_key(source_id, request_id, image_format), data)).key
+
+
 async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> None:
+    """Validate, decode and letterbox one input; keep the original; forward it to inference.
+
+    Bad input becomes a dead letter plus a `rejected` result; a dependency's failure raises (the
+    input is redelivered), see streams.delivery."""
     received = datetime.now(UTC)
     started = time.perf_counter()
-    origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
-    raw_headers = (
-        message.headers.items() if isinstance(message.headers, dict) else (message.headers or [])
-    )
-    shown = _header_dict(message.headers)
-    fallback_id = derived_request_id(origin.topic, origin.partition, origin.offset)
-    data: bytes = message.value or b""
-    common = {"origin": origin, "headers": shown, "key": message.key}
-    as_bytes = [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in raw_headers]
+    item = _Input.of(message)
+    common = {"origin": item.origin, "headers": item.shown, "key": item.key}
     try:
-        headers = parse_headers(as_bytes)
+        headers = parse_headers(item.headers)
     except IntakeError as exc:
+        request_id = request_id_hint(item.headers) or item.fallback_id
         await reject(
             ctx,
             producer,
-            request_id=request_id_hint(as_bytes) or fallback_id,
+            request_id=request_id,
             source_id="unknown",
             stage="preprocess",
             reason=exc.reason,
             message=str(exc),
-            object_key=None,
+            object_key=await _keep_original(ctx, "unknown", request_id, item.data),
             **common,
         )
         return
-    request_id = headers.request_id or fallback_id
+    request_id = headers.request_id or item.fallback_id
 
     async def refuse(reason: str, message: str, object_key: str | None) -> None:
         await reject(
@@ -189,21 +218,20 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
             **common,
         )
 
+    data = item.data
     object_key: str | None = None
     if headers.content_type == IMAGE_REF_CONTENT_TYPE:
         try:
             object_key = ImageRef.model_validate_json(data).image_ref
             data = (await ctx.store.get(object_key)).data
-        except (ValidationError, ObjectNotFound) as exc:
+        except (ValidationError, ObjectNotFound, InvalidObjectKey) as exc:
             await refuse("bad_image_ref", str(exc), object_key)
             return
     try:
         prepared = await asyncio.to_thread(prepare, data, ctx.input_size, ctx.limits)
     except ImageRejected as exc:
-        if object_key is None and 0 < len(data) <= ctx.settings.max_image_bytes:
-            object_key = (
-                await ctx.store.put(upload_key(headers.source_id, request_id, "bin"), data)
-            ).key  # kept for inspection and replay
+        if object_key is None:
+            object_key = await _keep_original(ctx, headers.source_id, request_id, data)
         await refuse(exc.reason, str(exc), object_key)
         return
     image = prepared.image
@@ -215,7 +243,9 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
                 content_type=image.content_type,
             )
         ).key
-    staged = _prepared(headers, request_id, received, origin, prepared, object_key, _ms(started))
+    staged = _prepared(
+        headers, request_id, received, item.origin, prepared, object_key, _ms(started)
+    )
     payload = staged.model_dump_json().encode()
     try:
         await publish(producer, ctx.topics.prepared, request_id, payload)
@@ -226,6 +256,31 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
             f"{ctx.topics.prepared}; raise its max.message.bytes to {STAGE_MESSAGE_MAX_BYTES}",
             object_key,
         )
+
+
+async def preprocess_poison(
+    ctx: PipelineContext, producer: Producer, message: Any, failures: int
+) -> None:
+    """An input the preprocess stage kept failing on: keep its bytes, dead-letter it."""
+    item = _Input.of(message)
+    request_id = request_id_hint(item.headers) or item.fallback_id
+    source_id = "unknown"
+    with contextlib.suppress(IntakeError):
+        source_id = parse_headers(item.headers).source_id
+    await reject(
+        ctx,
+        producer,
+        request_id=request_id,
+        source_id=source_id,
+        stage="preprocess",
+        reason="processing_error",
+        message=poison_message("preprocess", failures),
+        origin=item.origin,
+        headers=item.shown,
+        key=item.key,
+        object_key=await _keep_original(ctx, source_id, request_id, item.data),
+        status="failed",
+    )
 
 
 def _prepared(
@@ -259,92 +314,172 @@ def _prepared(
     )
 
 
+async def stage_poison(
+    ctx: PipelineContext, producer: Producer, stage: str, message: Any, failures: int
+) -> None:
+    """A stage-topic message the stage kept failing on: dead-letter it under its request id."""
+    try:
+        item: PreparedImage | DetectedImage = (
+            PreparedImage if stage == "inference" else DetectedImage
+        ).model_validate_json(message.value)
+        request_id, source_id, origin = item.request_id, item.source_id, item.origin
+        object_key = item.image.object_key
+    except ValidationError:  # not even readable: answer under its key, point at itself
+        request_id = (message.key or b"").decode("utf-8", "replace") or derived_request_id(
+            message.topic, message.partition, message.offset
+        )
+        source_id, object_key = "unknown", None
+        origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset)
+    await reject(
+        ctx,
+        producer,
+        request_id=request_id,
+        source_id=source_id,
+        stage=stage,
+        reason="processing_error",
+        message=poison_message(stage, failures),
+        origin=origin,
+        headers={},
+        key=request_id.encode(),
+        object_key=object_key,
+        status="failed",
+    )
+
+
+def _detect(
+    ctx: PipelineContext, items: list[PreparedImage], floor: float
+) -> tuple[str, list[list[Detection]]]:
+    """On the inference thread: decode the model inputs and run the model once."""
+    assert ctx.models is not None
+    images = [model_input(base64.b64decode(item.model_input_png)) for item in items]
+    boxes = [Letterbox(**item.letterbox.model_dump()) for item in items]
+    return ctx.models.detect_letterboxed(images, boxes, floor)
+
+
 async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
-    """One micro-batch: decode, run the model off the event loop, forward per image."""
+    """One micro-batch: run the model off the event loop, forward every image concurrently.
+
+    When the batch fails, each image runs alone: only an image the model fails on by itself is
+    dead-lettered (`model_error`), the others go on. A failure that leaves the process unusable
+    (infra.failures.is_fatal) is raised: the worker stops and its inputs move elsewhere."""
     assert ctx.models is not None
     items = [PreparedImage.model_validate_json(v) for v in values]
-    boxes = [Letterbox(**item.letterbox.model_dump()) for item in items]
-    models = ctx.models
     # An operator's live value, else the settings' or the model's operating point.
-    default = ctx.live.confidence or models.active.detector.config.confidence
-
-    def run() -> tuple[str, list[list[Detection]]]:  # on the inference thread: decode + model
-        images = [model_input(base64.b64decode(item.model_input_png)) for item in items]
-        return models.detect_letterboxed(images, boxes, floor)
-
+    default = ctx.live.confidence or ctx.models.active.detector.config.confidence
     floor = min((float(i.options.get("confidence", default)) for i in items), default=default)
-    started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    try:
-        ref, detections = await loop.run_in_executor(ctx.inference_executor, run)
-    except Exception as exc:  # a model failure fails these images, never the worker
-        log.exception("inference failed for a batch of %d", len(items))
-        for item in items:
-            await reject(
-                ctx,
-                producer,
-                request_id=item.request_id,
-                source_id=item.source_id,
-                stage="inference",
-                reason="model_error",
-                message=repr(exc),
-                origin=item.origin,
-                headers={},
-                key=item.request_id.encode(),
-                object_key=item.image.object_key,
-                status="failed",
-            )
-        return
-    took = _ms(started)
-    name, version = ref.split(":", 1)
-    for item, found in zip(items, detections, strict=True):
-        threshold = float(item.options.get("confidence", default))
-        message = DetectedImage(
-            **item.model_dump(exclude={"model_input_png", "timings_ms"}),
-            timings_ms=item.timings_ms | {"inference": took, "batch_size": float(len(items))},
-            detections=[asdict(d) for d in found if d.confidence >= threshold],
-            model={
-                "name": name,
-                "version": version,
-                "backend": ctx.models.backend_name,
-                "device": ctx.models.device,
-            },
-        )
-        await publish(
-            producer, ctx.topics.detected, item.request_id, message.model_dump_json().encode()
-        )
 
+    async def run(batch: list[PreparedImage]) -> tuple[str, list[list[Detection]]]:
+        return await loop.run_in_executor(ctx.inference_executor, _detect, ctx, batch, floor)
 
-async def analyse(ctx: PipelineContext, producer: Producer, value: bytes) -> None:
-    """Positioning + rules, then the durable result; alerts for failed alerting rules."""
-    item = DetectedImage.model_validate_json(value)
     started = time.perf_counter()
-    rule_set = await ctx.rules.rule_set()
-    detections = [Detection(d.class_name, d.role, d.confidence, d.box) for d in item.detections]
-    assessment = assess(detections, (item.image.width, item.image.height), rule_set.rules)
-    completed = datetime.now(UTC)
-    since = item.submitted_at or item.received_at
-    result = AnalysisResult(
+    outcomes: list[tuple[PreparedImage, str, list[Detection]]] = []
+    try:
+        ref, found = await run(items)
+        outcomes = [(item, ref, dets) for item, dets in zip(items, found, strict=True)]
+    except Exception as exc:
+        if is_fatal(exc):
+            raise
+        log.warning("inference failed for a batch of %d; running each image alone", len(items))
+        for item in items:
+            try:
+                ref, (dets,) = await run([item])
+                outcomes.append((item, ref, dets))
+            except Exception as alone:
+                if is_fatal(alone):
+                    raise
+                log.error("the model failed on %s", item.request_id, exc_info=alone)
+                await _model_error(ctx, producer, item)
+    took = _ms(started)
+    await asyncio.gather(
+        *(
+            _forward(ctx, producer, item, ref, dets, default, took, len(items))
+            for item, ref, dets in outcomes
+        )
+    )
+
+
+async def _model_error(ctx: PipelineContext, producer: Producer, item: PreparedImage) -> None:
+    await reject(
+        ctx,
+        producer,
         request_id=item.request_id,
         source_id=item.source_id,
-        status="ok",
-        submitted_at=item.submitted_at,
-        completed_at=completed,
-        image=item.image,
-        detections=item.detections,
-        positioning=facts_to_dict(assessment.facts),
-        verdicts=[asdict(v) for v in assessment.verdicts],
-        model=item.model,
-        rule_set_version=rule_set.version,
-        timings_ms=item.timings_ms | {"analysis": _ms(started)},
-        latency_ms=round((completed - since).total_seconds() * 1000, 1),
+        stage="inference",
+        reason="model_error",
+        message="the model failed on this image; it was set aside for replay",
+        origin=item.origin,
+        headers={},
+        key=item.request_id.encode(),
+        object_key=item.image.object_key,
+        status="failed",
     )
-    await sink(ctx, producer, result)
-    for verdict in assessment.failed:
-        if "alert" in verdict.actions:
-            await publish(
-                producer,
-                ctx.topics.alerts,
-                item.request_id,
-                orjson.dumps(alert_payload(verdict, item.request_id, item.source_id)),
+
+
+async def _forward(
+    ctx: PipelineContext,
+    producer: Producer,
+    item: PreparedImage,
+    ref: str,
+    found: list[Detection],
+    default: float,
+    took: float,
+    batch_size: int,
+) -> None:
+    assert ctx.models is not None
+    threshold = float(item.options.get("confidence", default))
+    name, version = ref.split(":", 1)
+    message = DetectedImage(
+        **item.model_dump(exclude={"model_input_png", "timings_ms"}),
+        timings_ms=item.timings_ms | {"inference": took, "batch_size": float(batch_size)},
+        detections=[asdict(d) for d in found if d.confidence >= threshold],
+        model={
+            "name": name,
+            "version": version,
+            "backend": ctx.models.backend_name,
+            "device": ctx.models.device,
+        },
+    )
+    await publish(
+        producer, ctx.topics.detected, item.request_id, message.model_dump_json().encode()
+    )
+
+
+async def analyse(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
+    """Positioning + rules for a batch, one batched sink; alerts for failed alerting rules."""
+    rule_set = await ctx.rules.rule_set()
+    results: list[AnalysisResult] = []
+    alerts: list[tuple[str, bytes]] = []
+    for value in values:
+        item = DetectedImage.model_validate_json(value)
+        started = time.perf_counter()
+        detections = [Detection(d.class_name, d.role, d.confidence, d.box) for d in item.detections]
+        assessment = assess(detections, (item.image.width, item.image.height), rule_set.rules)
+        completed = datetime.now(UTC)
+        since = item.submitted_at or item.received_at
+        results.append(
+            AnalysisResult(
+                request_id=item.request_id,
+                source_id=item.source_id,
+                status="ok",
+                submitted_at=item.submitted_at,
+                completed_at=completed,
+                image=item.image,
+                detections=item.detections,
+                positioning=facts_to_dict(assessment.facts),
+                verdicts=[asdict(v) for v in assessment.verdicts],
+                model=item.model,
+                rule_set_version=rule_set.version,
+                timings_ms=item.timings_ms | {"analysis": _ms(started)},
+                latency_ms=round((completed - since).total_seconds() * 1000, 1),
             )
+        )
+        alerts += [
+            (item.request_id, orjson.dumps(alert_payload(v, item.request_id, item.source_id)))
+            for v in assessment.failed
+            if "alert" in v.actions
+        ]
+    await sink(ctx, producer, results)
+    await asyncio.gather(
+        *(publish(producer, ctx.topics.alerts, rid, payload) for rid, payload in alerts)
+    )

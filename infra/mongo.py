@@ -14,6 +14,8 @@ RULES = "rules"
 ACTIVITY_LOGS = "activity_logs"
 USERS = "users"
 API_KEYS = "api_keys"
+DLQ_REPLAYS = "dlq_replays"  # dead letters already replayed, by topic/partition/offset
+DELIVERY_ATTEMPTS = "delivery_attempts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +23,13 @@ class IndexSpec:
     keys: tuple[tuple[str, int], ...]
     name: str
     unique: bool = False
+    expire_after_s: int | None = None
 
     def model(self) -> IndexModel:
-        return IndexModel(list(self.keys), name=self.name, unique=self.unique)
+        options: dict[str, object] = {"name": self.name, "unique": self.unique}
+        if self.expire_after_s is not None:
+            options["expireAfterSeconds"] = self.expire_after_s
+        return IndexModel(list(self.keys), **options)
 
 
 # Every query path gets an index: secantusdb (like MongoDB) is slow on unindexed scans.
@@ -48,6 +54,17 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
     ),
     USERS: (IndexSpec((("username", ASCENDING),), "username_unique", unique=True),),
     API_KEYS: (IndexSpec((("key_id", ASCENDING),), "key_id_unique", unique=True),),
+    DLQ_REPLAYS: (
+        IndexSpec(
+            (("dlq_topic", ASCENDING), ("partition", ASCENDING), ("offset", ASCENDING)),
+            "position_unique",
+            unique=True,
+        ),
+    ),
+    # Looked up by _id only; the TTL index forgets the counts of inputs long since settled.
+    DELIVERY_ATTEMPTS: (
+        IndexSpec((("updated_at", ASCENDING),), "updated_ttl", expire_after_s=7 * 24 * 3600),
+    ),
 }
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Action = Literal["pause", "resume", "drain", "set", "switch_model", "reload_rules"]
-WorkerState = Literal["starting", "running", "paused", "draining", "stopping"]
+WorkerState = Literal["starting", "running", "degraded", "paused", "draining", "stopping"]
 BROADCAST = "*"
 LIVE_SETTINGS = {"max_batch", "confidence"}  # what `set` may change without a restart
 MAX_BATCH_CEILING = 64
@@ -56,6 +56,10 @@ class WorkerStatus(BaseModel):
     stages: list[str]
     partitions: list[str] = Field(description="topic:partition pairs assigned to this worker")
     state: WorkerState
+    unavailable: dict[str, float] = Field(
+        default_factory=dict,
+        description="Dependencies the worker finds down (state `degraded`), with seconds down.",
+    )
     model: str | None = None
     backend: str | None = None
     device: str | None = None

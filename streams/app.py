@@ -30,6 +30,9 @@ def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=6,
         broker_commit_interval=1.0,
+        # Inputs a stage gave back (rewound during an outage) are never acknowledged: Faust must
+        # not wait for them before a rebalance; agents.pipeline settles what is in hand instead.
+        stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=STAGE_MESSAGE_MAX_BYTES,
         consumer_max_fetch_size=STAGE_MESSAGE_MAX_BYTES,

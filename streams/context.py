@@ -12,10 +12,13 @@ from redis.asyncio import Redis
 from core.config import Settings
 from core.imaging import ImageLimits
 from core.models.manager import ModelManager
+from core.pipeline.health import DependencyHealth
 from core.pipeline.live import LiveSettings
 from infra import mongo, redis_client
+from infra.attempts import FailureCounter
 from infra.model_store import model_manager_from_settings, model_store_from_settings
 from infra.object_store import ObjectStore, create_object_store
+from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
 from schemas.topics import TopicNames
 
@@ -29,7 +32,10 @@ class PipelineContext:
     db: AsyncIOMotorDatabase
     redis: Redis | None
     rules: RuleCache
+    results: ResultStore
+    failures: FailureCounter
     limits: ImageLimits
+    health: DependencyHealth = field(default_factory=DependencyHealth)
     live: LiveSettings = field(default_factory=lambda: LiveSettings(max_batch=8))
     models: ModelManager | None = None
     input_size: int = 0
@@ -44,14 +50,18 @@ class PipelineContext:
         client = mongo.create_client(settings)
         db = mongo.database(client, settings)
         redis = redis_client.create_client(settings)
+        store = create_object_store(settings)
+        prefix = settings.topic_prefix
         return cls(
             settings=settings,
-            topics=TopicNames(settings.topic_prefix),
-            store=create_object_store(settings),
+            topics=TopicNames(prefix),
+            store=store,
             mongo_client=client,
             db=db,
             redis=redis,
-            rules=RuleCache(RulesRepository(db), redis, settings.topic_prefix),
+            rules=RuleCache(RulesRepository(db), redis, prefix),
+            results=ResultStore(db, store, redis, prefix, settings.result_cache_ttl_s),
+            failures=FailureCounter(db),
             limits=ImageLimits(
                 max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
             ),

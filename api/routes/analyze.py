@@ -22,6 +22,7 @@ from core.access import Principal
 from core.imaging.annotate import annotate
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key
+from infra.result_store import result_cache_key
 from infra.results_history import BadCursor, ResultQuery, find_result, query_results
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
@@ -85,7 +86,7 @@ async def cached_result(svc: ApiServices, request_id: str) -> dict[str, Any] | N
     """Redis first (the sink's TTL copy), then MongoDB (where an upload is `pending` until its
     result replaces the placeholder)."""
     if svc.redis is not None:
-        cached = await svc.redis.get(f"{svc.settings.topic_prefix}:result:{request_id}")
+        cached = await svc.redis.get(result_cache_key(svc.settings.topic_prefix, request_id))
         svc.metrics.record_cache(cached is not None)
         if cached is not None:
             return orjson.loads(cached)

@@ -20,6 +20,9 @@ class LiveSettings:
     # Cleared by `pause`: every stage holds the message in hand until it is set again, so nothing
     # is acknowledged (nothing skipped) and the partitions stop advancing.
     running: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the worker shuts down: stages take nothing new, so what is in hand can finish and
+    # be committed before Faust stops.
+    stopping: bool = False
 
     def __post_init__(self) -> None:
         self.running.set()
