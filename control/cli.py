@@ -12,6 +12,7 @@ from rich.table import Table
 
 from control.api_cli import api, users_app
 from control.console import console, load_or_exit
+from control.dlq_cli import dlq_app
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
 from control.servers_cli import servers_app
@@ -30,6 +31,7 @@ app.command()(worker)
 app.command()(api)
 app.add_typer(users_app, name="users")
 app.add_typer(servers_app, name="servers")
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.callback()
