@@ -104,6 +104,7 @@ class Delivery:
         self._pending: dict[TP, dict[int, Ticket]] = defaultdict(dict)
         self._expect: dict[TP, int] = {}
         self._paused: set[TP] = set()
+        self._seeks: dict[TP, asyncio.Future] = {}
         self._resumer: asyncio.Task | None = None
         self._down: str | None = None
         self.rewinds = 0
@@ -118,7 +119,11 @@ class Delivery:
         expected = self._expect.get(tp)
         if expected is not None:
             if offset != expected:
-                return None  # fetched before the rewind; its refetch follows
+                # Fetched before the rewind. Faust marked it read when it queued it, which can
+                # be after our seek (its fetcher waits on a full queue): then it would drop the
+                # refetch as already read, so seek again until the refetch starts.
+                self._seek_again(tp)
+                return None
             del self._expect[tp]
         ticket = Ticket(event, tp, offset)
         self._pending[tp][offset] = ticket
@@ -251,6 +256,19 @@ class Delivery:
             self._expect[tp] = oldest
         self.rewinds += 1
         self._schedule_resume(self._backoff.next())
+
+    def _seek_again(self, tp: TP) -> None:
+        if tp in self._seeks:
+            return
+
+        async def seek() -> None:
+            try:
+                if tp in self._expect:
+                    await self._app.consumer.seek(tp, self._expect[tp])
+            finally:
+                del self._seeks[tp]
+
+        self._seeks[tp] = asyncio.ensure_future(seek())
 
     def _schedule_resume(self, delay_s: float) -> None:
         if self._resumer is not None:
