@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.rules.limits import RuleTooComplex
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        for error in exc.errors():  # a rule body over a limit: the same answer as from a route
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, RuleTooComplex):
+                return problem_response(
+                    request, 422, str(cause), code=cause.code, **cause.as_dict()
+                )
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()

@@ -11,16 +11,20 @@ import typer
 from rich.table import Table
 
 from control.console import console, load_or_exit
-from core.rules import RuleSyntaxError, compile_rule, parse_rule
+from core.rules import RuleSpecError, RuleSyntaxError, compile_rule, parse_rule
 from core.rules.spec import RuleSpec
 
 rules_app = typer.Typer(help="Write, test and back-test placement rules.", no_args_is_help=True)
 
 
 def _parse_or_exit(sentence: str) -> RuleSpec:
+    """The rule, or exit 2 with why not: not understood, over a size limit (RuleTooComplex) or
+    not evaluable; never a traceback."""
     try:
-        return parse_rule(sentence)
-    except RuleSyntaxError as exc:
+        spec = parse_rule(sentence)
+        compile_rule(spec, "draft")
+        return spec
+    except (RuleSyntaxError, RuleSpecError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -47,7 +51,6 @@ async def _with_db(work):
 def test(sentence: Annotated[str, typer.Argument(help="A rule in plain English.")]) -> None:
     """Parse a rule and show its structured form (nothing is stored)."""
     spec = _parse_or_exit(sentence)
-    compile_rule(spec, "draft")
     console.print_json(spec.model_dump_json(exclude_defaults=True))
 
 

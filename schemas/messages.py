@@ -55,6 +55,9 @@ class VerdictOut(BaseModel):
     subjects: list[int]
     actions: list[str]
     message: str
+    error: str | None = Field(
+        None, description="Set when the rule could not be evaluated; passed is then None."
+    )
 
 
 class ModelRef(BaseModel):

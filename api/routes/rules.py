@@ -1,4 +1,11 @@
-"""Rules: plain English or JSON in, versioned documents out; parse and back-test before saving."""
+"""Rules: plain English or JSON in, versioned documents out; parse and back-test before saving.
+
+A rule over a size limit of `core.rules.limits` is refused with 422 `rule_too_complex` naming the
+limit, whether it comes as text or JSON; a JSON rule is refused while the body is validated (the
+limits are checked before the nested conditions are), which `api.problems` answers the same way.
+A stored rule that cannot be read is left out of the listing and answers 409 `rule_unreadable`
+when asked for by id; storing a new version of it (PUT) replaces it.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +19,19 @@ from api.deps import audit, require, services
 from api.problems import Problem
 from api.services import ApiServices
 from core.access import Principal
-from core.rules import RuleSpec, RuleSpecError, RuleSyntaxError, compile_rule, parse_rule
+from core.rules import (
+    RuleSpec,
+    RuleSpecError,
+    RuleSyntaxError,
+    RuleTooComplex,
+    check_limits,
+    compile_rule,
+    parse_rule,
+)
 from core.rules.backtest import backtest
 from core.rules.explain import explain
 from infra.results_history import recent_facts
-from infra.rules_store import RuleNotFound, StoredRule
+from infra.rules_store import RuleNotFound, RuleUnreadable, StoredRule
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 Services = Annotated[ApiServices, Depends(services)]
@@ -55,12 +70,23 @@ def _spec(body: RuleInput) -> RuleSpec:
     try:
         spec = parse_rule(body.text) if body.text is not None else body.rule
         assert spec is not None
+        check_limits(spec)
         compile_rule(spec, "check")
         return spec
     except RuleSyntaxError as exc:
         raise Problem(422, str(exc), code="rule_syntax", **exc.as_dict()) from None
+    except RuleTooComplex as exc:
+        raise _too_complex(exc) from None
     except RuleSpecError as exc:
         raise Problem(422, str(exc), code="rule_invalid") from None
+
+
+def _too_complex(exc: RuleTooComplex) -> Problem:
+    return Problem(422, str(exc), code=exc.code, **exc.as_dict())
+
+
+def _unreadable(exc: RuleUnreadable) -> Problem:
+    return Problem(409, str(exc), code="rule_unreadable", rule_id=exc.rule_id)
 
 
 def _out(rule: StoredRule) -> RuleOut:
@@ -88,6 +114,8 @@ async def _get(svc: ApiServices, rule_id: str, version: int | None = None) -> St
         return await svc.rules.get(rule_id, version)
     except RuleNotFound as exc:
         raise Problem(404, str(exc), code="unknown_rule") from None
+    except RuleUnreadable as exc:
+        raise _unreadable(exc) from None
 
 
 @router.post("/parse", response_model=ParsedRule)
@@ -103,7 +131,8 @@ async def parse(
 async def list_rules(
     svc: Services, _: Annotated[Principal, Depends(require("read:rules"))]
 ) -> list[RuleOut]:
-    """The newest version of every rule, enabled or not."""
+    """The newest version of every rule, enabled or not (a stored rule that cannot be read is
+    left out and logged, so that one bad document cannot break the listing for everyone)."""
     return [_out(r) for r in await svc.rules.latest()]
 
 
@@ -137,6 +166,8 @@ async def rule_versions(
         return [_out(r) for r in await svc.rules.history(rule_id)]
     except RuleNotFound as exc:
         raise Problem(404, str(exc), code="unknown_rule") from None
+    except RuleUnreadable as exc:
+        raise _unreadable(exc) from None
 
 
 @router.put("/{rule_id}", response_model=RuleOut)
@@ -147,10 +178,12 @@ async def update_rule(
     svc: Services,
     who: Annotated[Principal, Depends(require("write:rules"))],
 ) -> RuleOut:
-    """A new version; earlier versions stay readable."""
+    """A new version; earlier versions stay readable. Also replaces an unreadable rule."""
     spec = _spec(body)
-    await _get(svc, rule_id)
-    rule = await svc.rules.update(rule_id, spec, who.subject)
+    try:
+        rule = await svc.rules.update(rule_id, spec, who.subject)
+    except RuleNotFound as exc:
+        raise Problem(404, str(exc), code="unknown_rule") from None
     await _changed(svc, request, "rules.update", rule)
     return _out(rule)
 
@@ -179,5 +212,9 @@ async def backtest_rule(
 ) -> dict[str, Any]:
     """Pass/fail counts of the rule over the facts stored with the last `last` results."""
     rule = await _get(svc, rule_id, version)
-    report = backtest(compile_rule(rule.spec, rule.rule_id), await recent_facts(svc.db, last))
+    try:
+        compiled = compile_rule(rule.spec, rule.rule_id)
+    except RuleSpecError as exc:  # stored before the check, or by hand
+        raise Problem(422, str(exc), code="rule_invalid") from None
+    report = backtest(compiled, await recent_facts(svc.db, last))
     return asdict(report) | {"rule_id": rule.rule_id, "version": rule.version}

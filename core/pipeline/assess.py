@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.models.types import Detection
 from core.positioning import Calibration, PositioningConfig, SceneFacts, analyze
 from core.rules import CompiledRule, Verdict
+from core.rules.engine import unevaluated
+
+log = logging.getLogger(__name__)
+_reported: set[tuple[str, int]] = set()  # rule versions whose failure was logged in full
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,5 +33,20 @@ def assess(
     config: PositioningConfig | None = None,
 ) -> Assessment:
     facts = analyze(detections, image_size, calibration, config)
-    verdicts = tuple(rule.evaluate(facts) for rule in rules if rule.spec.enabled)
+    verdicts = tuple(_evaluate(rule, facts) for rule in rules if rule.spec.enabled)
     return Assessment(facts, verdicts)
+
+
+def _evaluate(rule: CompiledRule, facts: SceneFacts) -> Verdict:
+    """One rule's verdict; a rule that raises gets an error verdict so that it cannot fail the
+    image or the other rules' verdicts."""
+    try:
+        return rule.evaluate(facts)
+    except Exception as exc:  # any bug in one rule stays with that rule
+        key = (rule.rule_id, rule.version)
+        if key not in _reported:  # a bad rule fails on every image: the traceback once is enough
+            _reported.add(key)
+            log.warning("rule %s version %s could not be evaluated", *key, exc_info=True)
+        else:
+            log.debug("rule %s version %s could not be evaluated: %r", *key, exc)
+        return unevaluated(rule, exc)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from core.positioning.facts import SceneFacts
-from core.rules.engine import CompiledRule
+from core.rules.engine import CompiledRule, unevaluated
 
 EXAMPLES_KEPT = 5
 
@@ -18,6 +18,8 @@ class BacktestReport:
     passed: int = 0
     failed: int = 0
     not_applicable: int = 0
+    errors: int = 0  # results the rule raised on (a bug in the rule, not a verdict)
+    error: str | None = None  # the first such error, user-safe
     failed_examples: list[str] = field(default_factory=list)
     passed_examples: list[str] = field(default_factory=list)
 
@@ -25,9 +27,15 @@ class BacktestReport:
 def backtest(rule: CompiledRule, results: Iterable[tuple[str, SceneFacts]]) -> BacktestReport:
     report = BacktestReport(rule=rule.spec.name)
     for request_id, facts in results:
-        verdict = rule.evaluate(facts)
+        try:
+            verdict = rule.evaluate(facts)
+        except Exception as exc:  # as in the pipeline: the rule's own failure, reported
+            verdict = unevaluated(rule, exc)
         report.evaluated += 1
-        if verdict.passed is None:
+        if verdict.error is not None:
+            report.errors += 1
+            report.error = report.error or verdict.error
+        elif verdict.passed is None:
             report.not_applicable += 1
         elif verdict.passed:
             report.passed += 1

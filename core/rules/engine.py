@@ -58,6 +58,7 @@ class Verdict:
     subjects: tuple[int, ...]  # indices of the failing (or flagged) mugs/detections
     actions: tuple[str, ...]
     message: str
+    error: str | None = None  # set when the rule raised while evaluating; passed is then None
 
 
 def _mug_accessor(leaf: Leaf) -> Callable[[MugFacts], Value]:
@@ -265,6 +266,25 @@ class CompiledRule:
             negated = "not " if self.spec.conditions.negate else ""
             detail += f", rule: {negated}{first.leaf.op} {limit}{' ' + first.leaf.unit if first.leaf.unit else ''})"
         return f"{self.spec.name}: {len(hits)} of {total} {noun}(s) {verb}{detail}"
+
+
+def unevaluated(rule: CompiledRule, exc: BaseException) -> Verdict:
+    """The verdict of a rule that raised: not applicable, no actions, and an error that names only
+    the exception's type (its text may carry internals and goes to the log instead)."""
+    return Verdict(
+        rule_id=rule.rule_id,
+        version=rule.version,
+        name=rule.spec.name,
+        passed=None,
+        severity=rule.spec.severity,
+        measured=None,
+        threshold=None,
+        unit=None,
+        subjects=(),
+        actions=(),
+        message=f"{rule.spec.name}: could not be evaluated",
+        error=f"rule could not be evaluated: {type(exc).__name__}",
+    )
 
 
 def compile_rule(spec: RuleSpec, rule_id: str, version: int = 1) -> CompiledRule:

@@ -9,7 +9,8 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
 
-from core.rules.errors import RuleSyntaxError
+from core.rules.errors import RuleSpecError, RuleSyntaxError
+from core.rules.limits import check_limits
 from core.rules.spec import Action, Group, Leaf, RuleSpec
 
 EXAMPLES = (
@@ -226,7 +227,9 @@ class _ToSpec(Transformer):
 
     def start(self, body: dict[str, object]) -> RuleSpec:
         text = self._text.strip()
-        return RuleSpec(name=text.rstrip(".")[:80], description=text, **body)  # type: ignore[arg-type]
+        fields = {"name": text.rstrip(".")[:80], "description": text, **body}
+        check_limits(fields)  # "not (not (...))" nests a group per "not": name the limit
+        return RuleSpec(**fields)  # type: ignore[arg-type]
 
 
 def suggest(sentence: str) -> str:
@@ -249,7 +252,8 @@ def _expected(error: UnexpectedInput) -> list[str]:
 
 
 def parse_rule(sentence: str) -> RuleSpec:
-    """Compile one plain-English sentence into a RuleSpec, or raise RuleSyntaxError."""
+    """Compile one plain-English sentence into a RuleSpec, or raise RuleSyntaxError (not
+    understood) or RuleTooComplex (understood, but over a limit of `core.rules.limits`)."""
     text = sentence.strip()
     if not text:
         raise RuleSyntaxError(sentence, 1, ["a rule such as: " + EXAMPLES[0]], EXAMPLES[0])
@@ -262,4 +266,6 @@ def parse_rule(sentence: str) -> RuleSpec:
         column = getattr(exc, "column", None) or 1
         raise RuleSyntaxError(text, int(column), _expected(exc), suggest(text)) from None
     except VisitError as exc:
+        if isinstance(exc.orig_exc, RuleSpecError):  # understood, but over a limit
+            raise exc.orig_exc from None
         raise RuleSyntaxError(text, 1, [], suggest(text)) from exc.orig_exc

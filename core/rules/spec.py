@@ -1,13 +1,18 @@
 """The structured form of a rule, as stored in MongoDB's `rules` collection and accepted as JSON.
 
-Plain-English rules compile into this form; JSON rules are validated against it directly.
+Plain-English rules compile into this form; JSON rules are validated against it directly. The size
+limits of `core.rules.limits` are checked on the raw input before the recursive `Group` model is
+validated, so an oversized rule is refused with the limit named instead of running into pydantic's
+own recursion limits (see that module for why).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from core.rules.limits import check_limits
 
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
 Unit = Literal["cm", "mm", "in", "px", "%"]
@@ -69,3 +74,9 @@ class RuleSpec(BaseModel):
     actions: list[Action] = Field(default_factory=list)
     enabled: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_limits(cls, data: Any) -> Any:
+        check_limits(data)  # RuleTooComplex is a ValueError: pydantic reports it, cause attached
+        return data

@@ -41,6 +41,25 @@ def test_add_refuses_a_sentence_it_cannot_understand(env: dict[str, str]) -> Non
     assert "closest supported phrasing" in result.output
 
 
+def test_add_refuses_a_rule_over_a_limit_and_stores_nothing(
+    env: dict[str, str], service_settings: Settings
+) -> None:
+    nested = "Every mug must be " + "not (" * 9 + "on a coaster" + ")" * 9 + "."
+    result = CliRunner().invoke(app, ["rules", "add", nested], env=env)
+    assert result.exit_code == 2, result.output
+    assert "conditions nest 9 levels deep; the limit is 8" in result.output
+    assert "Traceback" not in result.output
+
+    async def count() -> int:
+        client = mongo.create_client(service_settings)
+        try:
+            return await mongo.database(client, service_settings)[mongo.RULES].count_documents({})
+        finally:
+            client.close()
+
+    assert asyncio.run(count()) == 0
+
+
 def test_backtest_uses_stored_facts(env: dict[str, str], service_settings: Settings) -> None:
     good = facts_to_dict(analyze([TABLE, mug(100, 75), coaster(100, 75)], IMAGE, CALIBRATED))
     bad = facts_to_dict(analyze([TABLE, mug(22, 75)], IMAGE, CALIBRATED))

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from core.config import Settings
-from core.rules import parse_rule
+from core.rules import RuleSpec, RuleTooComplex, parse_rule
+from core.rules.spec import Group, Leaf
 from infra import mongo, redis_client
-from infra.rules_store import RuleCache, RuleNotFound, RulesRepository
+from infra.rules_store import (
+    RuleCache,
+    RuleNotFound,
+    RulesRepository,
+    RuleUnreadable,
+    rule_set_version,
+)
 
 
 @pytest.fixture
@@ -95,3 +103,60 @@ async def test_a_rule_change_reaches_a_running_worker_within_a_second(
     assert after.version != before
     assert after.rules[0].version == 2
     assert elapsed < 1.0
+
+
+def _deep_group(depth: int) -> Group:
+    """Built without validation, as a caller bypassing the model's own check would."""
+    group = Group.model_construct(
+        logic="all", negate=False, conditions=[Leaf(fact="on_coaster", op="==", value=True)]
+    )
+    for _ in range(depth - 1):
+        group = Group.model_construct(logic="all", negate=False, conditions=[group])
+    return group
+
+
+async def test_the_repository_refuses_rules_over_the_limits(repository: RulesRepository) -> None:
+    base = parse_rule("Every mug must be on a coaster.")
+    deep = RuleSpec.model_construct(**{**dict(base), "conditions": _deep_group(200)})
+    with pytest.raises(RuleTooComplex, match="nest 200 levels deep"):
+        await repository.create(deep, "ann")
+    kept = await repository.create(base, "ann")
+    with pytest.raises(RuleTooComplex, match="nest 200 levels deep"):
+        await repository.update(kept.rule_id, deep, "ann")
+    assert [r.version for r in await repository.latest()] == [1]
+
+
+async def test_unreadable_or_uncompilable_rules_are_left_out_of_the_set(
+    repository, redis, unique_name: str
+) -> None:
+    good = await repository.create(parse_rule("At most 2 mugs per table."), "ann")
+    spec = parse_rule("Every mug must be on a coaster.").model_dump(mode="json")
+    deep = {**spec, "conditions": {"conditions": [spec["conditions"]]}}
+    for _ in range(200):
+        deep["conditions"] = {"conditions": [deep["conditions"]]}
+    unknown_fact = {
+        **spec,
+        "conditions": {"conditions": [{"fact": "temperature", "op": ">", "value": 3}]},
+    }
+    now = datetime.now(UTC)
+    await repository._rules.insert_many(
+        [
+            {**deep, "rule_id": "rule-deep", "version": 1, "created_at": now},
+            {**spec, "rule_id": "rule-typo", "version": "one", "created_at": now},
+            {**unknown_fact, "rule_id": "rule-fact", "version": 1, "created_at": now},
+        ]
+    )
+    cache = RuleCache(repository, redis, unique_name)
+    rule_set = await cache.rule_set()
+    assert [r.rule_id for r in rule_set.rules] == [good.rule_id]
+    assert sorted(rule_set.skipped) == ["rule-deep@1", "rule-fact@1", "rule-typo@one"]
+    assert rule_set.version == rule_set_version([good])  # only what is in force
+    again = await RuleCache(repository, redis, unique_name).rule_set()  # from Redis
+    assert [r.rule_id for r in again.rules] == [good.rule_id]
+    assert again.version == rule_set.version
+    listed = sorted(r.rule_id for r in await repository.latest())
+    assert listed == sorted([good.rule_id, "rule-fact"])  # readable, though it cannot compile
+    with pytest.raises(RuleUnreadable):
+        await repository.get("rule-deep")
+    replaced = await repository.update("rule-deep", parse_rule("Handles should face right."), "bob")
+    assert replaced.version == 2

@@ -8,6 +8,7 @@ from core.positioning import analyze
 from core.positioning.serialize import facts_from_dict, facts_to_dict
 from core.rules import compile_rule, parse_rule
 from core.rules.backtest import backtest
+from core.rules.spec import Group, Leaf
 from tests.unit.test_positioning import CALIBRATED, IMAGE, TABLE, coaster, det, mug
 
 
@@ -40,3 +41,15 @@ def test_backtest_counts_and_examples() -> None:
         compile_rule(parse_rule("Mugs must be inside the placement zone."), "z"), history
     )
     assert zone.not_applicable == 9
+
+
+def test_a_rule_that_raises_is_counted_as_an_error_not_a_crash() -> None:
+    facts = analyze([TABLE, mug(22, 75)], IMAGE, CALIBRATED)
+    spec = parse_rule("Handles should face left.").model_copy(
+        update={
+            "conditions": Group(conditions=[Leaf(fact="handle", op="==", value="left", unit="px")])
+        }
+    )
+    report = backtest(compile_rule(spec, "boom"), [("req-1", facts), ("req-2", facts)])
+    assert (report.evaluated, report.errors, report.passed, report.failed) == (2, 2, 0, 0)
+    assert report.error == "rule could not be evaluated: ValueError"

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
+from pydantic import ValidationError
 
 from core.positioning import Calibration, analyze
-from core.rules import RuleSpec, RuleSpecError, RuleSyntaxError, compile_rule, parse_rule
+from core.rules import (
+    EXAMPLES,
+    CompiledRule,
+    RuleSpec,
+    RuleSpecError,
+    RuleSyntaxError,
+    RuleTooComplex,
+    check_limits,
+    compile_rule,
+    parse_rule,
+)
+from core.rules.limits import (
+    MAX_ACTIONS,
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_ENTRIES,
+    MAX_KEY_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_VALUE_CHARS,
+)
+from schemas.messages import VerdictOut
 from tests.unit.test_positioning import CALIBRATED, IMAGE, SCALE, TABLE, coaster, det, mug
 
 
@@ -312,3 +336,156 @@ def test_assessment_runs_positioning_then_enabled_rules() -> None:
     assert result.facts.mug_count == 2
     assert [v.rule_id for v in result.verdicts] == ["a"]
     assert [v.rule_id for v in result.failed] == ["a"]
+
+
+def _json_rule(conditions: dict, **fields: object) -> dict:
+    return {
+        "name": "limits",
+        "type": "requirement",
+        "scope": "mug",
+        "mode": "must_hold",
+        "conditions": conditions,
+        **fields,
+    }
+
+
+ON_COASTER = {"fact": "on_coaster", "op": "==", "value": True}
+
+
+def _nested(depth: int) -> dict:
+    group: dict = {"conditions": [ON_COASTER]}
+    for _ in range(depth - 1):
+        group = {"conditions": [group]}
+    return group
+
+
+def _refused(raw: dict) -> RuleTooComplex:
+    """The limit error, from the raw document and (when it can be built) from a RuleSpec."""
+    with pytest.raises(ValidationError) as caught:
+        RuleSpec.model_validate(raw)
+    cause = caught.value.errors()[0]["ctx"]["error"]
+    assert isinstance(cause, RuleTooComplex)
+    with pytest.raises(RuleTooComplex) as direct:
+        check_limits(raw)
+    assert str(direct.value) == str(cause)
+    return cause
+
+
+def test_limits_accept_what_people_write() -> None:
+    for sentence in EXAMPLES:
+        check_limits(parse_rule(sentence))
+    spec = RuleSpec.model_validate(
+        _json_rule(
+            _nested(MAX_DEPTH),
+            name="n" * MAX_NAME_CHARS,
+            metadata={f"k{i}": "v" * MAX_TEXT_CHARS for i in range(MAX_ENTRIES)},
+        )
+    )
+    compile_rule(spec, "ok")
+
+
+def test_depth_over_the_limit_is_refused_with_the_limit_named() -> None:
+    error = _refused(_json_rule(_nested(200)))
+    assert str(error) == f"conditions nest 200 levels deep; the limit is {MAX_DEPTH}"
+    assert error.as_dict() == {"limit": "depth", "maximum": MAX_DEPTH, "actual": 200}
+    assert isinstance(error, RuleSpecError)
+    assert _refused(_json_rule(_nested(MAX_DEPTH + 1))).actual == MAX_DEPTH + 1
+    # deeper than pydantic's own recursion guard: still our error, not a pile of union errors
+    assert _refused(_json_rule(_nested(2000))).limit == "depth"
+
+
+def test_number_of_conditions_over_the_limit_is_refused() -> None:
+    wide = {"logic": "any", "conditions": [ON_COASTER] * (MAX_CONDITIONS + 1)}
+    error = _refused(_json_rule(wide))
+    assert (error.limit, error.actual) == ("conditions", MAX_CONDITIONS + 1)
+    assert f"the limit is {MAX_CONDITIONS}" in str(error)
+    empty_groups = {"conditions": [{"conditions": []}] * (MAX_CONDITIONS + 1)}  # groups count too
+    assert _refused(_json_rule(empty_groups)).limit == "conditions"
+    sentence = "Every mug must be " + " or ".join(["on a coaster"] * (MAX_CONDITIONS + 1)) + "."
+    with pytest.raises(RuleTooComplex, match="conditions; the limit is"):
+        parse_rule(sentence)
+
+
+@pytest.mark.parametrize(
+    ("fields", "conditions", "limit", "maximum"),
+    [
+        ({"name": "n" * (MAX_NAME_CHARS + 1)}, None, "name_chars", MAX_NAME_CHARS),
+        ({"description": "d" * 5000}, None, "description_chars", MAX_TEXT_CHARS),
+        ({"metadata": {"note": "x" * 5000}}, None, "metadata_chars", MAX_TEXT_CHARS),
+        ({"metadata": {"k" * 100: "x"}}, None, "metadata_key_chars", MAX_KEY_CHARS),
+        ({"metadata": {str(i): "x" for i in range(100)}}, None, "metadata", MAX_ENTRIES),
+        (
+            {"actions": [{"type": "webhook", "params": {"url": "u" * 5000}}]},
+            None,
+            "action_params_chars",
+            MAX_TEXT_CHARS,
+        ),
+        ({"actions": [{"type": "tag"}] * 20}, None, "actions", MAX_ACTIONS),
+        (
+            {},
+            {"conditions": [{"fact": "handle", "op": "==", "value": "l" * 10_000}]},
+            "value_chars",
+            MAX_VALUE_CHARS,
+        ),
+        (
+            {},
+            {"conditions": [{"fact": "f" * 10_000, "op": "==", "value": True}]},
+            "value_chars",
+            MAX_VALUE_CHARS,
+        ),
+    ],
+)
+def test_text_sizes_over_the_limit_are_refused(fields, conditions, limit, maximum) -> None:
+    error = _refused(_json_rule(conditions or {"conditions": [ON_COASTER]}, **fields))
+    assert (error.limit, error.maximum) == (limit, maximum)
+    assert f"characters; the limit is {maximum}" in str(error) or (
+        f"; the limit is {maximum}" in str(error)
+    )
+    assert len(str(error)) < 200  # the message names sizes, it does not echo the text
+
+
+def test_a_long_sentence_is_refused_by_its_description() -> None:
+    sentence = "Mugs must be at least 5 cm from the edge" + " or on a coaster" * 130 + "."
+    with pytest.raises(RuleTooComplex) as caught:
+        parse_rule(sentence)
+    assert (caught.value.limit, caught.value.maximum) == ("description_chars", MAX_TEXT_CHARS)
+
+
+def test_a_deeply_negated_sentence_is_refused_with_the_limit_named() -> None:
+    sentence = "Every mug must be " + "not (" * 9 + "on a coaster" + ")" * 9 + "."
+    with pytest.raises(RuleTooComplex, match="conditions nest 9 levels deep; the limit is 8"):
+        parse_rule(sentence)
+
+
+def _raising_rule(rule_id: str) -> CompiledRule:
+    """Passes validation and compilation but raises on every mug once a scale is known: a pixel
+    unit on the (text) handle fact makes the engine convert "left" to a number."""
+    spec = RuleSpec.model_validate(
+        _json_rule({"conditions": [{"fact": "handle", "op": "==", "value": "left", "unit": "px"}]})
+    )
+    return compile_rule(spec, rule_id, 4)
+
+
+def test_a_rule_that_raises_gets_an_error_verdict_and_the_others_still_run(caplog) -> None:
+    from core.pipeline.assess import assess
+
+    rules = [
+        compile_rule(parse_rule("Every mug must be on a coaster (critical)."), "a"),
+        _raising_rule("boom"),
+        compile_rule(parse_rule("If a mug is off its coaster, alert."), "c"),
+    ]
+    with pytest.raises(ValueError, match="could not convert"):
+        rules[1].evaluate(analyze(SCENE, IMAGE, CALIBRATED))  # the engine itself does raise
+    with caplog.at_level("WARNING", logger="core.pipeline.assess"):
+        result = assess(SCENE, IMAGE, rules, CALIBRATED)
+    assert [v.rule_id for v in result.verdicts] == ["a", "boom", "c"]
+    first, broken, last = result.verdicts
+    assert (first.passed, first.subjects, first.error) == (False, (0,), None)
+    assert (last.passed, last.actions) == (False, ("alert",))
+    assert broken.passed is None
+    assert broken.error == "rule could not be evaluated: ValueError"
+    assert (broken.version, broken.actions, broken.subjects) == (4, (), ())
+    assert "could not convert" not in broken.error + broken.message  # no internal text
+    assert [v.rule_id for v in result.failed] == ["a", "c"]  # an error is not a failure: no alert
+    assert "rule boom version 4 could not be evaluated" in caplog.text
+    VerdictOut.model_validate(asdict(broken))  # what the analysis stage publishes
