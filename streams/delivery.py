@@ -252,10 +252,15 @@ class Delivery:
             for ticket in pending.values():
                 ticket.abandoned = True
             oldest = min(pending, default=min(t.offset for t in tickets if t.tp == tp))
-            await consumer.seek(tp, oldest)
             self._expect[tp] = oldest
+            await self._seek(tp, oldest)
         self.rewinds += 1
         self._schedule_resume(self._backoff.next())
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        """On the consumer's own thread (Faust runs aiokafka there; a seek from this thread
+        would touch its fetcher's futures from the wrong event loop)."""
+        await self._app.consumer.seek_wait({tp: offset})
 
     def _seek_again(self, tp: TP) -> None:
         if tp in self._seeks:
@@ -264,7 +269,7 @@ class Delivery:
         async def seek() -> None:
             try:
                 if tp in self._expect:
-                    await self._app.consumer.seek(tp, self._expect[tp])
+                    await self._seek(tp, self._expect[tp])
             finally:
                 del self._seeks[tp]
 

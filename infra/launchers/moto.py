@@ -30,7 +30,7 @@ class MotoS3Server:
         if binary is None:
             raise ServiceStartError("moto: `moto_server` not found; install moto[server]")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart comes back where clients look
         argv = [binary, "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = ManagedProcess("moto-s3", argv, self.workdir / "moto.log")
         self.process.start(self._answers, timeout_s=timeout_s)

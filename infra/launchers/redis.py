@@ -25,7 +25,7 @@ class RedisServer:
                 "redis: `redis-server` is not on PATH; `make test` installs Debian's redis-server"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart comes back where clients look
         argv = [
             binary,
             "--bind",

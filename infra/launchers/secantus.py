@@ -26,7 +26,7 @@ class SecantusServer:
         if binary is None:
             raise ServiceStartError("secantusdb: `secantusd-py` not found; install secantusdb")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart comes back where clients look
         argv = [
             binary,
             "--host",
