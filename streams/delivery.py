@@ -115,7 +115,8 @@ class Delivery:
         """Take an event into the ledger, or None for a stale copy of a rewound input."""
         message = event.message
         message.incref()  # ours: only `_release` acknowledges, whatever Faust does
-        tp, offset = message.tp, message.offset
+        # Faust's own TP type (message.tp may be aiokafka's): it goes into pause/resume sets.
+        tp, offset = TP(message.topic, message.partition), message.offset
         expected = self._expect.get(tp)
         if expected is not None:
             if offset != expected:
@@ -242,7 +243,8 @@ class Delivery:
                 )
             self._down = dependency
             self._health.down(self.stage, dependency)
-            paused = {tp for tp in consumer.assignment() if tp.topic == self.topic}
+            paused = {TP(tp.topic, tp.partition) for tp in consumer.assignment()}
+            paused = {tp for tp in paused if tp.topic == self.topic}
         else:
             paused = set(failing)
         consumer.pause_partitions(paused)  # before the seek: no stale record may pass Faust now
@@ -284,8 +286,10 @@ class Delivery:
         await asyncio.sleep(delay_s)
         while self._app.rebalancing:  # noqa: ASYNC110 - a flag set by Faust, not an event
             await asyncio.sleep(0.1)
-        assigned = self._app.consumer.assignment()
-        self._app.consumer.resume_partitions(self._paused & assigned)
+        # Faust's own TP type: resume_partitions() adds what it is given to a set that must hold
+        # nothing else (aiokafka's TopicPartition crashes its fetcher there).
+        assigned = {TP(tp.topic, tp.partition) for tp in self._app.consumer.assignment()}
+        self._app.consumer.resume_partitions({tp for tp in self._paused if tp in assigned})
         self._paused.clear()
 
     # --- rebalance and shutdown ---------------------------------------------------------------
