@@ -18,20 +18,23 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import orjson
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from core.rules import CompiledRule, RuleSpec, check_limits, compile_rule
 from infra.mongo import RULES
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CACHE_TTL_S = 1800  # the original system's rules TTL
 
 
@@ -223,7 +226,7 @@ class RuleCache:
             self.loads_from_db += 1
             if self._redis is not None:
                 payload = orjson.dumps([r.document() for r in rules], default=str)
-                await self._redis.set(self._key, payload, ex=CACHE_TTL_S)
+                await self._cache_call(self._redis.set(self._key, payload, ex=CACHE_TTL_S))
         compiled: list[CompiledRule] = []
         for rule in rules:
             try:
@@ -252,7 +255,7 @@ class RuleCache:
         """The shared copy, or None (read MongoDB) when there is none or it cannot be read."""
         if self._redis is None:
             return None
-        raw = await self._redis.get(self._key)
+        raw = await self._cache_call(self._redis.get(self._key))
         if raw is None:
             return None
         try:
@@ -268,7 +271,7 @@ class RuleCache:
         """Read the rules from MongoDB now (an operator's `reload_rules`)."""
         self._l1 = None
         if self._redis is not None:
-            await self._redis.delete(self._key)
+            await self._cache_call(self._redis.delete(self._key))
         return await self.rule_set()
 
     def on_change(self, callback: Callable[[RuleSet], None]) -> None:
@@ -278,20 +281,50 @@ class RuleCache:
         """After a write: drop the shared copy and tell every process to reload."""
         self._l1 = None
         if self._redis is not None:
-            await self._redis.delete(self._key)
-            await self._redis.publish(self.channel, b"changed")
+            await self._cache_call(self._redis.delete(self._key))
+            if await self._cache_call(self._redis.publish(self.channel, b"changed")) is None:
+                log.warning(
+                    "rule change not announced (Redis unavailable): workers reload it "
+                    "when their Redis subscription is back"
+                )
+
+    async def _cache_call(self, call: Awaitable[T]) -> T | None:
+        """A Redis call whose failure only costs speed: Redis is a cache, never a dependency."""
+        try:
+            return await call
+        except (RedisError, OSError) as exc:
+            log.warning("rules cache in Redis unavailable (%s); using MongoDB", exc)
+            return None
 
     async def listen(self, ready: asyncio.Event | None = None) -> None:
-        """Run until cancelled: reload the rule set whenever a change is published."""
+        """Run until cancelled: reload the rule set whenever a change is published. While Redis
+        is away, resubscribe with backoff; a change missed meanwhile is read from MongoDB (the
+        process's copy is dropped on every resubscription)."""
         if self._redis is None:
             if ready:
                 ready.set()
             return
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self.channel)
-        if ready:
-            ready.set()
+        loop = asyncio.get_running_loop()
+        delay = 0.0
+        while True:
+            started = loop.time()
+            try:
+                await self._follow_changes(ready)
+            except (RedisError, OSError) as exc:
+                long_lived = loop.time() - started > 60
+                delay = 1.0 if long_lived else min(30.0, max(1.0, delay * 2))
+                log.warning("rule change subscription lost (%s); retrying in %.0f s", exc, delay)
+            if ready:
+                ready.set()  # a worker starts without Redis; it reads MongoDB
+            await asyncio.sleep(delay)
+            self._l1 = None
+
+    async def _follow_changes(self, ready: asyncio.Event | None) -> None:
+        pubsub = self._redis.pubsub()  # type: ignore[union-attr]
         try:
+            await pubsub.subscribe(self.channel)
+            if ready:
+                ready.set()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
                     self._l1 = None

@@ -160,3 +160,43 @@ async def test_unreadable_or_uncompilable_rules_are_left_out_of_the_set(
         await repository.get("rule-deep")
     replaced = await repository.update("rule-deep", parse_rule("Handles should face right."), "bob")
     assert replaced.version == 2
+
+
+async def test_the_rule_cache_works_while_redis_is_down_and_resubscribes(
+    repository: RulesRepository, tmp_path, unique_name: str
+) -> None:
+    """Redis is a cache: with it down the rules come from MongoDB; once it is back, the
+    subscription returns and published changes reach the process again."""
+    from redis.asyncio import Redis
+
+    from infra.launchers import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    client = Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
+    other = Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
+    cache = RuleCache(repository, client, unique_name)
+    writer = RuleCache(repository, other, unique_name)
+    ready = asyncio.Event()
+    listening = asyncio.create_task(cache.listen(ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        await repository.create(parse_rule("Every mug must be on a coaster."), "ann")
+        server.stop()
+        assert len((await cache.reload()).rules) == 1  # from MongoDB, Redis refused
+        await writer.publish_change()  # not announced, and says so; no exception
+        server.start()
+        await repository.create(parse_rule("At most 2 mugs per table."), "ann")
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:  # resubscribed: an announced change drops the copy
+            await writer.publish_change()
+            await asyncio.sleep(0.5)
+            if len((await cache.rule_set()).rules) == 2:
+                break
+        assert len((await cache.rule_set()).rules) == 2
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await client.aclose()
+        await other.aclose()
+        server.stop()
