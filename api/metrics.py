@@ -55,6 +55,12 @@ class ApiMetrics:
             ["worker"],
             registry=self.registry,
         )
+        self.worker_dependency_down = Gauge(
+            "worker_dependency_down_seconds",
+            "How long a worker has found a dependency unavailable (its state is `degraded`).",
+            ["worker", "dependency"],
+            registry=self.registry,
+        )
         self.cache = Counter(
             "result_cache_lookups_total",
             "Result lookups by cache outcome.",
@@ -69,12 +75,15 @@ class ApiMetrics:
                 self.stage_seconds.labels(stage).observe(ms / 1000)
 
     def observe_workers(self, view: dict) -> None:
-        """Per-worker GPU cost and state from the registry, refreshed at each scrape."""
+        """Per-worker GPU cost and dependency outages from the registry, refreshed at each scrape."""
         self.worker_cost.clear()
         self.worker_gpu_seconds.clear()
+        self.worker_dependency_down.clear()
         for worker in view["workers"]:
             self.worker_cost.labels(worker["worker_id"]).set(worker["cost_usd"])
             self.worker_gpu_seconds.labels(worker["worker_id"]).set(worker["gpu_seconds"])
+            for dependency, seconds in worker.get("unavailable", {}).items():
+                self.worker_dependency_down.labels(worker["worker_id"], dependency).set(seconds)
 
     def record_cache(self, hit: bool) -> None:
         self.cache.labels("hit" if hit else "miss").inc()

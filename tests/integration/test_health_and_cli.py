@@ -99,3 +99,23 @@ def test_cli_config_masks_secrets() -> None:
     assert "top-secret-jwt" not in result.output
     assert "pw-secret" not in result.output
     assert "MUGPOS_JWT_SECRET" in result.output
+
+
+def test_ready_without_redis_is_degraded_not_unready(deployment: Settings) -> None:
+    """Redis is a cache: an API whose Redis is unreachable still serves (rate limits and caches
+    fail open), so /ready answers 200 `degraded`, naming it."""
+    import httpx
+
+    from infra.launchers import free_port
+    from tests.integration.api_server import api_settings, start_api
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    server = start_api(api_settings(deployment, redis_url=nowhere))
+    try:
+        reply = httpx.get(f"{server.url}/ready", timeout=30)
+    finally:
+        server.stop()
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "degraded"
+    assert [c["name"] for c in body["checks"] if not c["ok"]] == ["redis"]

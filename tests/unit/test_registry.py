@@ -56,3 +56,20 @@ async def test_lost_cost_and_scaling_hint() -> None:
     # 150 queued, 5 img/s per live inference worker, 10 s target -> 3 workers
     assert view["scaling"]["inference_workers_needed"] == 3
     assert registry.view({})["scaling"]["inference_workers_needed"] == 1
+
+
+async def test_a_degraded_worker_shows_its_dependency_outage_as_a_metric() -> None:
+    from prometheus_client import generate_latest
+
+    from api.metrics import ApiMetrics
+
+    registry = WorkerRegistry(Settings(_env_file=None))
+    degraded = WorkerStatus.model_validate_json(_status("w0", 0.5, 1.0))
+    degraded = degraded.model_copy(update={"state": "degraded", "unavailable": {"mongodb": 12.5}})
+    await registry.on_message(b"status:w0", degraded.model_dump_json().encode())
+    view = registry.view()
+    assert view["workers"][0]["state"] == "degraded"
+    metrics = ApiMetrics()
+    metrics.observe_workers(view)
+    text = generate_latest(metrics.registry).decode()
+    assert 'worker_dependency_down_seconds{dependency="mongodb",worker="w0"} 12.5' in text
