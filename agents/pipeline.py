@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import faust
 
@@ -46,11 +46,16 @@ def register(
     producer = app.producer
     deliveries: list[Delivery] = []
 
-    def delivery(stage: str, topic: str, poison) -> Delivery:
+    def delivery(stage: str, channel: str) -> Delivery:
         async def on_poison(ticket: Ticket, exc: BaseException, failures: int) -> None:
-            await poison(ticket.message, failures)
+            if stage == "preprocess":
+                await stages.preprocess_poison(ctx, producer, ticket.message, failures)
+            else:
+                await stages.stage_poison(ctx, producer, stage, ticket.message, failures)
 
-        made = Delivery(app, stage, topic, ctx.health, ctx.failures, on_poison)
+        made = Delivery(
+            app, stage, channels[channel].get_topic_name(), ctx.health, ctx.failures, on_poison
+        )
         deliveries.append(made)
         return made
 
@@ -97,12 +102,21 @@ def register(
         await _commit(app)
         await control.stop_commands()
 
+    async def batches(
+        stream: faust.StreamT, delivery: Delivery, size: int
+    ) -> AsyncIterator[list[Ticket]]:
+        """The stream's events in batches, admitted to the ledger; nothing new once stopping."""
+        async for events in stream.take_events(size, within=settings.max_wait_ms / 1000):
+            tickets = [t for t in map(delivery.admit, events) if t is not None]
+            if ctx.live.stopping:
+                delivery.put_back(tickets)
+            elif tickets:
+                await admitted()
+                control.saw_input()
+                yield tickets
+
     if "preprocess" in enabled:
-        pre = delivery(
-            "preprocess",
-            channels["images"].get_topic_name(),
-            lambda message, failures: stages.preprocess_poison(ctx, producer, message, failures),
-        )
+        pre = delivery("preprocess", "images")
 
         async def preprocess_one(tickets: list[Ticket]) -> None:
             (ticket,) = tickets
@@ -111,25 +125,11 @@ def register(
         @app.agent(channels["images"], name="preprocess", concurrency=concurrency)
         async def preprocess(stream: faust.StreamT) -> None:
             await ready.wait()
-            async for event in stream.events():
-                ticket = pre.admit(event)
-                if ticket is None:
-                    continue
-                if ctx.live.stopping:
-                    pre.put_back([ticket])
-                    continue
-                await admitted()
-                control.saw_input()
-                await pre.process([ticket], preprocess_one)
+            async for tickets in batches(stream, pre, 1):
+                await pre.process(tickets, preprocess_one)
 
     if "inference" in enabled:
-        inf = delivery(
-            "inference",
-            channels["prepared"].get_topic_name(),
-            lambda message, failures: stages.stage_poison(
-                ctx, producer, "inference", message, failures
-            ),
-        )
+        inf = delivery("inference", "prepared")
 
         async def infer(tickets: list[Ticket]) -> None:
             started = time.perf_counter()
@@ -142,24 +142,12 @@ def register(
             # Buffer up to the ceiling, run in chunks of the live max_batch: an operator's
             # `set max_batch` applies to the next batch (Faust fixes take()'s size at start).
             ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
-            async for events in stream.take_events(ceiling, within=settings.max_wait_ms / 1000):
-                tickets = [t for t in map(inf.admit, events) if t is not None]
-                if ctx.live.stopping:
-                    inf.put_back(tickets)
-                    continue
-                await admitted()
-                control.saw_input()
+            async for tickets in batches(stream, inf, ceiling):
                 for start in range(0, len(tickets), size := ctx.live.max_batch):
                     await inf.process(tickets[start : start + size], infer)
 
     if "analysis" in enabled:
-        ana = delivery(
-            "analysis",
-            channels["detected"].get_topic_name(),
-            lambda message, failures: stages.stage_poison(
-                ctx, producer, "analysis", message, failures
-            ),
-        )
+        ana = delivery("analysis", "detected")
 
         async def analyse(tickets: list[Ticket]) -> None:
             await stages.analyse(ctx, producer, [t.message.value for t in tickets])
@@ -168,14 +156,7 @@ def register(
         async def analysis(stream: faust.StreamT) -> None:
             await ready.wait()
             # Small batches share one round of MongoDB, object-store and Kafka writes.
-            async for events in stream.take_events(
-                settings.max_batch, within=settings.max_wait_ms / 1000
-            ):
-                tickets = [t for t in map(ana.admit, events) if t is not None]
-                if ctx.live.stopping:
-                    ana.put_back(tickets)
-                    continue
-                await admitted()
+            async for tickets in batches(stream, ana, settings.max_batch):
                 await ana.process(tickets, analyse)
 
 

@@ -36,10 +36,17 @@ app.add_typer(dlq_app, name="dlq")
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    from infra.log_throttle import throttle_handlers
+
+    existing = list(logging.root.handlers)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The API and the demo use aiokafka too: a broker outage must not flood their logs either.
+    # Only the handler made here (not a host's, e.g. pytest's); `mugpos worker` gets new handlers
+    # from Faust, throttled by streams.worker.
+    throttle_handlers(h for h in logging.root.handlers if h not in existing)
 
 
 @app.command()

@@ -22,12 +22,11 @@ def worker(
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Consume the images topic and produce results; scale out by starting more workers."""
-    import faust
-
     from agents.pipeline import STAGES, register
     from infra.launchers import free_port
     from streams.app import create_app
     from streams.context import PipelineContext
+    from streams.worker import PipelineWorker
 
     settings = load_or_exit()
     enabled = STAGES if stage == "all" else (stage,)
@@ -38,4 +37,4 @@ def worker(
     # A port of its own, so several workers on one host never clash on Faust's default 6066.
     app = create_app(settings, datadir=folder, web_port=free_port())
     register(app, PipelineContext.open(settings), enabled, concurrency)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    PipelineWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

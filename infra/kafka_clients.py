@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from core.config import Settings
 from infra.kafka_admin import KafkaAdmin
+from infra.kafka_backoff import install_reconnect_backoff
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
     """acks=all: an acknowledged enqueue is on the broker. Not the idempotent producer, which
     tansu (the embedded demo's broker) refuses; a retried send that lands twice is absorbed by
     the sink, which keeps one result per request id."""
+    install_reconnect_backoff()
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
@@ -41,6 +43,7 @@ class TopicFollower:
 
     async def start(self) -> None:
         """Returns once positioned at the end of every partition: later messages are all seen."""
+        install_reconnect_backoff()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             enable_auto_commit=False,

@@ -42,6 +42,7 @@ class KafkaBroker:
         self.heap = heap
         self.cluster_id = _random_cluster_id()
         self.port = 0
+        self.controller_port = 0
         self._process: ManagedProcess | None = None
 
     @property
@@ -106,22 +107,11 @@ class KafkaBroker:
         java = self._java()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        properties = self._write_properties(controller_port=free_port())
-        classpath = f"{self.libs_dir}/*"
-        log_path = self.workdir / "kafka.log"
-        jvm = [
-            java,
-            f"-Xmx{self.heap}",
-            "-Xms128m",
-            "-XX:+UseSerialGC",  # two cores: a parallel collector only competes with the tests
-            "-XX:TieredStopAtLevel=1",  # the C1 compiler alone halves start-up time here
-            f"-Dlog4j.configuration=file:{_KAFKA_DIR / 'log4j.properties'}",
-            "-cp",
-            classpath,
-        ]
+        self.controller_port = free_port()
+        properties = self._write_properties(controller_port=self.controller_port)
         formatted = subprocess.run(
             [
-                *jvm,
+                *self._jvm(java),
                 "kafka.tools.StorageTool",
                 "format",
                 # `=` form: an id may start with '-', which argparse would take for an option.
@@ -139,7 +129,33 @@ class KafkaBroker:
                 f"kafka: storage format failed ({formatted.returncode}):\n"
                 f"{formatted.stdout}\n{formatted.stderr}"
             )
-        self._process = ManagedProcess("kafka", [*jvm, "kafka.Kafka", str(properties)], log_path)
+        self._launch(java, properties, timeout_s)
+
+    def restart(self, timeout_s: float = 90.0) -> None:
+        """Start again after `stop()` on the same ports and data: what an outage looks like to
+        clients (they reconnect to the address they know and find their topics and offsets)."""
+        if not self.port:
+            raise ServiceStartError("kafka: restart() needs an earlier start()")
+        self.stop()
+        properties = self.workdir / "server.properties"
+        self._launch(self._java(), properties, timeout_s)
+
+    def _jvm(self, java: str) -> list[str]:
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-XX:+UseSerialGC",  # two cores: a parallel collector only competes with the tests
+            "-XX:TieredStopAtLevel=1",  # the C1 compiler alone halves start-up time here
+            f"-Dlog4j.configuration=file:{_KAFKA_DIR / 'log4j.properties'}",
+            "-cp",
+            f"{self.libs_dir}/*",
+        ]
+
+    def _launch(self, java: str, properties: Path, timeout_s: float) -> None:
+        self._process = ManagedProcess(
+            "kafka", [*self._jvm(java), "kafka.Kafka", str(properties)], self.workdir / "kafka.log"
+        )
         self._process.start(self._answers_metadata, timeout_s=timeout_s, poll_s=0.5)
 
     def _answers_metadata(self) -> bool:

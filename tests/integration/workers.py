@@ -10,6 +10,7 @@ from control.console import worker_argv
 from core.config import Settings, settings_env
 from core.synth.render import scene_jpegs
 
+REPO = Path(__file__).resolve().parents[2]
 MAX_IMAGE_BYTES = 3_000_000  # above the broker's 1 MB message limit: big images use the claim check
 
 
@@ -21,8 +22,15 @@ class WorkerProcess:
     """One `mugpos worker` child process with its own log and Faust data folder."""
 
     def __init__(
-        self, settings: Settings, folder: Path, name: str, extra_env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        folder: Path,
+        name: str,
+        extra_env: dict[str, str] | None = None,
+        *,
+        faulty: bool = False,
     ) -> None:
+        """`faulty`: the worker of tests.integration.faulty_worker, which fails on marked inputs."""
         self.log_path = folder / f"{name}.log"
         env = {
             **os.environ,
@@ -35,9 +43,13 @@ class WorkerProcess:
             "MUGPOS_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
             **(extra_env or {}),
         }
+        argv = worker_argv(folder / name)
+        if faulty:
+            argv[argv.index("control.cli")] = "tests.integration.faulty_worker"
+            env["PYTHONPATH"] = str(REPO)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            worker_argv(folder / name),
+            argv,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

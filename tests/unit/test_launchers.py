@@ -63,3 +63,10 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_kafka_restart_needs_an_earlier_start(tmp_path: Path) -> None:
+    """restart() brings a stopped broker back on its port and data; there is none before start()."""
+    broker = KafkaBroker(tmp_path, libs_dir=tmp_path / "no-jars")
+    with pytest.raises(ServiceStartError, match="restart"):
+        broker.restart()

@@ -1,0 +1,35 @@
+"""The Faust worker of `mugpos worker`: reconnect backoff, throttled logs, no start-up spinner."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from infra.kafka_backoff import install_reconnect_backoff
+from infra.log_throttle import throttle_handlers
+
+
+class PipelineWorker(faust.Worker):
+    """A `faust.Worker` that stays quiet and cheap while the broker is down.
+
+    * Its Kafka clients back off between reconnects (infra.kafka_backoff): installed before Faust
+      creates its producer and consumer.
+    * Its log handlers aggregate repeated records (infra.log_throttle). Faust (mode) replaces the
+      root logger's handlers when the worker starts, so a filter added earlier would be thrown
+      away; `on_setup_root_logger` runs right after, on the new handlers.
+    * No start-up spinner: at WARNING, Faust adds a handler for it that takes every DEBUG record
+      and leaves the root logger at DEBUG for the worker's whole life, so every library builds a
+      record for each of its debug calls (aiokafka's fetch loop, botocore's request signing) only
+      to throw it away.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        install_reconnect_backoff()
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        throttle_handlers(logger.handlers)
