@@ -15,9 +15,11 @@ import time
 from collections.abc import AsyncIterator, Iterable
 
 import faust
+import stamina
 
 from agents import stages
 from agents.control import WorkerControl
+from infra.failures import unavailable_dependency
 from schemas.control import MAX_BATCH_CEILING
 from streams.app import topics
 from streams.context import PipelineContext
@@ -74,8 +76,18 @@ def register(
     @app.task
     async def open_context() -> None:
         try:
-            await ctx.start(with_model="inference" in enabled)
-            await control.start_commands()
+            # A dependency that is down at start is waited for (with backoff, logged by
+            # stamina); anything else, such as a missing model, stops the worker.
+            async for attempt in stamina.retry_context(
+                on=lambda exc: unavailable_dependency(exc) is not None,
+                attempts=None,
+                timeout=None,
+                wait_initial=0.5,
+                wait_max=10,
+            ):
+                with attempt:
+                    await ctx.start(with_model="inference" in enabled)
+                    await control.start_commands()
         except Exception as exc:
             # Without its model, database or rules a worker can only fail: stop it loudly
             # instead of leaving agents waiting forever.

@@ -10,6 +10,7 @@ after it.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,3 +200,29 @@ async def test_redis_down_does_not_stop_results(
     finally:
         await redis.aclose()
     assert all(cached), "results completed after Redis came back are not cached"
+
+
+async def test_a_worker_started_while_mongodb_is_down_waits_for_it(
+    kafka_broker, own_mongo, redis_server, s3_server, unique_name, tmp_path
+) -> None:
+    settings = settings_for(unique_name, kafka_broker, own_mongo, redis_server, s3_server)
+    await provision(settings)
+    own_mongo.stop()
+    worker = WorkerProcess(settings, tmp_path, "w", FAST)
+    try:
+        # Until it has found MongoDB refusing: a retry scheduled, or (without one) a give-up.
+        await eventually(
+            lambda: re.search(r"retry_scheduled|cannot start", worker.log_path.read_text()),
+            90,
+            "the worker tried MongoDB",
+        )
+        assert worker.process.poll() is None, "the worker gave up while MongoDB was down"
+        own_mongo.start()
+        ids = [f"late-{i}" for i in range(5)]
+        await publish(settings, [(rid, scene_jpeg(i, 320), []) for i, rid in enumerate(ids)])
+        published = results(
+            await collect(settings, TopicNames(settings.topic_prefix).results, ids, 120)
+        )
+    finally:
+        assert worker.stop() == 0
+    assert {copy.status for rid in ids for copy in published[rid]} == {"ok"}
