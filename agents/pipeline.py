@@ -26,6 +26,10 @@ from streams.context import PipelineContext
 from streams.delivery import Delivery, Ticket
 
 STAGES = ("preprocess", "inference", "analysis")
+FUSED = "pipeline"  # every stage in one agent, in process: the default worker
+# Batches a fused worker has in flight at once: decoding the next overlaps the model and the
+# sink of the one before (the model itself runs one batch at a time, on its own thread).
+FUSED_DEPTH = 2
 PAUSE_POLL_S = 0.05
 # How long a rebalance or shutdown waits for the inputs in hand to finish, so this worker commits
 # them rather than the next owner redoing them; under the rebalance timeout (streams.app).
@@ -35,23 +39,27 @@ SETTLE_S = 4.0
 def register(
     app: faust.App, ctx: PipelineContext, enabled: Iterable[str], concurrency: int = 1
 ) -> None:
-    """Attach the agents of the enabled stages, and start/stop the context with the app."""
+    """Attach the agents of the enabled stages (`FUSED` alone: one in-process agent for all),
+    and start/stop the context with the app."""
     enabled = set(enabled)
-    unknown = enabled - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
+    unknown = enabled - {*STAGES, FUSED}
+    if unknown or (FUSED in enabled and len(enabled) > 1):
+        raise ValueError(
+            f"unknown stage(s) {sorted(enabled)}; use {FUSED} alone or of {', '.join(STAGES)}"
+        )
     ready = asyncio.Event()
     channels = topics(app, ctx.settings)
     settings = ctx.settings
+    runs_model = FUSED in enabled or "inference" in enabled
 
-    control = WorkerControl(app, ctx, sorted(enabled))
+    control = WorkerControl(app, ctx, sorted(STAGES if FUSED in enabled else enabled))
     producer = app.producer
     deliveries: list[Delivery] = []
 
     def delivery(stage: str, channel: str) -> Delivery:
         async def on_poison(ticket: Ticket, exc: BaseException, failures: int) -> None:
-            if stage == "preprocess":
-                await stages.preprocess_poison(ctx, producer, ticket.message, failures)
+            if stage in ("preprocess", FUSED):
+                await stages.intake_poison(ctx, producer, stage, ticket.message, failures)
             else:
                 await stages.stage_poison(ctx, producer, stage, ticket.message, failures)
 
@@ -86,7 +94,7 @@ def register(
                 wait_max=10,
             ):
                 with attempt:
-                    await ctx.start(with_model="inference" in enabled)
+                    await ctx.start(with_model=runs_model)
                     await control.start_commands()
         except Exception as exc:
             # Without its model, database or rules a worker can only fail: stop it loudly
@@ -126,6 +134,29 @@ def register(
                 await admitted()
                 control.saw_input()
                 yield tickets
+
+    if FUSED in enabled:
+        fused = delivery(FUSED, "images")
+
+        async def run_fused(tickets: list[Ticket]) -> None:
+            started = time.perf_counter()
+            await stages.run_fused(ctx, producer, [t.message for t in tickets])
+            control.batches.record(len(tickets), (time.perf_counter() - started) * 1000)
+
+        @app.agent(channels["images"], name=FUSED)
+        async def pipeline(stream: faust.StreamT) -> None:
+            await ready.wait()
+            in_flight: set[asyncio.Task] = set()
+            ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
+            async for tickets in batches(stream, fused, ceiling):
+                for start in range(0, len(tickets), size := ctx.live.max_batch):
+                    while len(in_flight) >= FUSED_DEPTH:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    task = asyncio.create_task(
+                        fused.process(tickets[start : start + size], run_fused)
+                    )
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
 
     if "preprocess" in enabled:
         pre = delivery("preprocess", "images")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
@@ -178,11 +180,22 @@ async def _keep_original(
     return (await ctx.store.put(upload_key(source_id, request_id, image_format), data)).key
 
 
-async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> None:
-    """Validate, decode and letterbox one input; keep the original; forward it to inference.
+@dataclass(slots=True)
+class Admitted:
+    """An input that passed intake: its stage record and the letterboxed pixels for the model."""
 
-    Bad input becomes a dead letter plus a `rejected` result; a dependency's failure raises (the
-    input is redelivered), see streams.delivery."""
+    record: PreparedImage
+    pixels: np.ndarray
+
+
+async def take_in(
+    ctx: PipelineContext, producer: Producer, message: Any, *, for_topic: bool
+) -> Admitted | None:
+    """Validate, decode and letterbox one input and keep the original; None when it was refused
+    (a dead letter plus a `rejected` result). With `for_topic` the record carries the pixels as
+    PNG for the inference stage's topic; a fused worker hands them on in memory.
+
+    A dependency's failure raises (the input is redelivered), see streams.delivery."""
     received = datetime.now(UTC)
     started = time.perf_counter()
     item = _Input.of(message)
@@ -202,7 +215,7 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
             object_key=await _keep_original(ctx, "unknown", request_id, item.data),
             **common,
         )
-        return
+        return None
     request_id = headers.request_id or item.fallback_id
 
     async def refuse(reason: str, message: str, object_key: str | None) -> None:
@@ -226,14 +239,18 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
             data = (await ctx.store.get(object_key)).data
         except (ValidationError, ObjectNotFound, InvalidObjectKey) as exc:
             await refuse("bad_image_ref", str(exc), object_key)
-            return
+            return None
+    loop = asyncio.get_running_loop()
     try:
-        prepared = await asyncio.to_thread(prepare, data, ctx.input_size, ctx.limits)
+        prepared = await loop.run_in_executor(
+            ctx.decode_executor,
+            functools.partial(prepare, data, ctx.input_size, ctx.limits, encode=for_topic),
+        )
     except ImageRejected as exc:
         if object_key is None:
             object_key = await _keep_original(ctx, headers.source_id, request_id, data)
         await refuse(exc.reason, str(exc), object_key)
-        return
+        return None
     image = prepared.image
     if object_key is None:
         object_key = (
@@ -243,25 +260,43 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
                 content_type=image.content_type,
             )
         ).key
-    staged = _prepared(
+    record = _prepared(
         headers, request_id, received, item.origin, prepared, object_key, _ms(started)
     )
-    payload = staged.model_dump_json().encode()
+    return Admitted(record, prepared.pixels)
+
+
+async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> None:
+    """The preprocess stage of a split deployment: intake, then the inference stage's topic."""
+    admitted = await take_in(ctx, producer, message, for_topic=True)
+    if admitted is None:
+        return
+    record = admitted.record
+    payload = record.model_dump_json().encode()
     try:
-        await publish(producer, ctx.topics.prepared, request_id, payload)
+        await publish(producer, ctx.topics.prepared, record.request_id, payload)
     except MessageSizeTooLargeError:  # e.g. a stage topic declared before the limit was raised
-        await refuse(
-            "too_large",
-            f"the prepared image ({len(payload)} bytes) exceeds the message limit of "
+        await reject(
+            ctx,
+            producer,
+            request_id=record.request_id,
+            source_id=record.source_id,
+            stage="preprocess",
+            reason="too_large",
+            message=f"the prepared image ({len(payload)} bytes) exceeds the message limit of "
             f"{ctx.topics.prepared}; raise its max.message.bytes to {STAGE_MESSAGE_MAX_BYTES}",
-            object_key,
+            origin=record.origin,
+            headers=_header_dict(message.headers),
+            key=message.key,
+            object_key=record.image.object_key,
         )
 
 
-async def preprocess_poison(
-    ctx: PipelineContext, producer: Producer, message: Any, failures: int
+async def intake_poison(
+    ctx: PipelineContext, producer: Producer, stage: str, message: Any, failures: int
 ) -> None:
-    """An input the preprocess stage kept failing on: keep its bytes, dead-letter it."""
+    """An images-topic input a stage (preprocess, or a fused worker's `pipeline`) kept failing
+    on: keep its bytes, dead-letter it."""
     item = _Input.of(message)
     request_id = request_id_hint(item.headers) or item.fallback_id
     source_id = "unknown"
@@ -272,9 +307,9 @@ async def preprocess_poison(
         producer,
         request_id=request_id,
         source_id=source_id,
-        stage="preprocess",
+        stage=stage,
         reason="processing_error",
-        message=poison_message("preprocess", failures),
+        message=poison_message(stage, failures),
         origin=item.origin,
         headers=item.shown,
         key=item.key,
@@ -346,55 +381,78 @@ async def stage_poison(
     )
 
 
-def _detect(
-    ctx: PipelineContext, items: list[PreparedImage], floor: float
+def _run_model(
+    ctx: PipelineContext, pixels: list[np.ndarray], boxes: list[Letterbox], floor: float
 ) -> tuple[str, list[list[Detection]]]:
-    """On the inference thread: decode the model inputs and run the model once."""
     assert ctx.models is not None
-    images = [model_input(base64.b64decode(item.model_input_png)) for item in items]
-    boxes = [Letterbox(**item.letterbox.model_dump()) for item in items]
-    return ctx.models.detect_letterboxed(images, boxes, floor)
+    return ctx.models.detect_letterboxed(pixels, boxes, floor)
 
 
-async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
-    """One micro-batch: run the model off the event loop, forward every image concurrently.
+async def detect(
+    ctx: PipelineContext, producer: Producer, batch: list[Admitted]
+) -> list[DetectedImage]:
+    """One micro-batch through the model, off the event loop.
 
     When the batch fails, each image runs alone: only an image the model fails on by itself is
     dead-lettered (`model_error`), the others go on. A failure that leaves the process unusable
     (infra.failures.is_fatal) is raised: the worker stops and its inputs move elsewhere."""
     assert ctx.models is not None
-    items = [PreparedImage.model_validate_json(v) for v in values]
     # An operator's live value, else the settings' or the model's operating point.
     default = ctx.live.confidence or ctx.models.active.detector.config.confidence
+    items = [a.record for a in batch]
     floor = min((float(i.options.get("confidence", default)) for i in items), default=default)
     loop = asyncio.get_running_loop()
 
-    async def run(batch: list[PreparedImage]) -> tuple[str, list[list[Detection]]]:
-        return await loop.run_in_executor(ctx.inference_executor, _detect, ctx, batch, floor)
+    async def run(part: list[Admitted]) -> tuple[str, list[list[Detection]]]:
+        pixels = [a.pixels for a in part]
+        boxes = [Letterbox(**a.record.letterbox.model_dump()) for a in part]
+        return await loop.run_in_executor(
+            ctx.inference_executor, _run_model, ctx, pixels, boxes, floor
+        )
 
     started = time.perf_counter()
     outcomes: list[tuple[PreparedImage, str, list[Detection]]] = []
     try:
-        ref, found = await run(items)
+        ref, found = await run(batch)
         outcomes = [(item, ref, dets) for item, dets in zip(items, found, strict=True)]
     except Exception as exc:
         if is_fatal(exc):
             raise
-        log.warning("inference failed for a batch of %d; running each image alone", len(items))
-        for item in items:
+        log.warning("inference failed for a batch of %d; running each image alone", len(batch))
+        for admitted in batch:
             try:
-                ref, (dets,) = await run([item])
-                outcomes.append((item, ref, dets))
+                ref, (dets,) = await run([admitted])
+                outcomes.append((admitted.record, ref, dets))
             except Exception as alone:
                 if is_fatal(alone):
                     raise
-                log.error("the model failed on %s", item.request_id, exc_info=alone)
-                await _model_error(ctx, producer, item)
+                log.error("the model failed on %s", admitted.record.request_id, exc_info=alone)
+                await _model_error(ctx, producer, admitted.record)
     took = _ms(started)
+    return [
+        _detected(ctx, item, ref, dets, default, took, len(batch)) for item, ref, dets in outcomes
+    ]
+
+
+async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
+    """The inference stage of a split deployment: stage records in, detections out."""
+    items = [PreparedImage.model_validate_json(v) for v in values]
+    loop = asyncio.get_running_loop()
+    pixels = await asyncio.gather(
+        *(
+            loop.run_in_executor(
+                ctx.decode_executor, model_input, base64.b64decode(item.model_input_png)
+            )
+            for item in items
+        )
+    )
+    detected = await detect(
+        ctx, producer, [Admitted(i, p) for i, p in zip(items, pixels, strict=True)]
+    )
     await asyncio.gather(
         *(
-            _forward(ctx, producer, item, ref, dets, default, took, len(items))
-            for item, ref, dets in outcomes
+            publish(producer, ctx.topics.detected, d.request_id, d.model_dump_json().encode())
+            for d in detected
         )
     )
 
@@ -416,20 +474,19 @@ async def _model_error(ctx: PipelineContext, producer: Producer, item: PreparedI
     )
 
 
-async def _forward(
+def _detected(
     ctx: PipelineContext,
-    producer: Producer,
     item: PreparedImage,
     ref: str,
     found: list[Detection],
     default: float,
     took: float,
     batch_size: int,
-) -> None:
+) -> DetectedImage:
     assert ctx.models is not None
     threshold = float(item.options.get("confidence", default))
     name, version = ref.split(":", 1)
-    message = DetectedImage(
+    return DetectedImage(
         **item.model_dump(exclude={"model_input_png", "timings_ms"}),
         timings_ms=item.timings_ms | {"inference": took, "batch_size": float(batch_size)},
         detections=[asdict(d) for d in found if d.confidence >= threshold],
@@ -440,18 +497,14 @@ async def _forward(
             "device": ctx.models.device,
         },
     )
-    await publish(
-        producer, ctx.topics.detected, item.request_id, message.model_dump_json().encode()
-    )
 
 
-async def analyse(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
+async def conclude(ctx: PipelineContext, producer: Producer, items: list[DetectedImage]) -> None:
     """Positioning + rules for a batch, one batched sink; alerts for failed alerting rules."""
     rule_set = await ctx.rules.rule_set()
     results: list[AnalysisResult] = []
     alerts: list[tuple[str, bytes]] = []
-    for value in values:
-        item = DetectedImage.model_validate_json(value)
+    for item in items:
         started = time.perf_counter()
         detections = [Detection(d.class_name, d.role, d.confidence, d.box) for d in item.detections]
         assessment = assess(detections, (item.image.width, item.image.height), rule_set.rules)
@@ -479,7 +532,23 @@ async def analyse(ctx: PipelineContext, producer: Producer, values: list[bytes])
             for v in assessment.failed
             if "alert" in v.actions
         ]
-    await sink(ctx, producer, results)
+    if results:
+        await sink(ctx, producer, results)
     await asyncio.gather(
         *(publish(producer, ctx.topics.alerts, rid, payload) for rid, payload in alerts)
     )
+
+
+async def analyse(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
+    """The analysis stage of a split deployment."""
+    await conclude(ctx, producer, [DetectedImage.model_validate_json(v) for v in values])
+
+
+async def run_fused(ctx: PipelineContext, producer: Producer, messages: list[Any]) -> None:
+    """A fused worker's whole pipeline for a batch of images-topic messages, in process: intake
+    (decoding in parallel), one model run, analysis and one batched sink. No stage topics, no
+    PNG round trip."""
+    taken = await asyncio.gather(*(take_in(ctx, producer, m, for_topic=False) for m in messages))
+    admitted = [a for a in taken if a is not None]
+    if admitted:
+        await conclude(ctx, producer, await detect(ctx, producer, admitted))

@@ -27,6 +27,8 @@ def mugpos_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "control.cli", *args]
 
 
-def worker_argv(datadir: Path, loglevel: str = "WARNING") -> list[str]:
+def worker_argv(datadir: Path, loglevel: str = "WARNING", stage: str = "all") -> list[str]:
     """How a parent (the demo, a benchmark, a test) starts one pipeline worker."""
-    return mugpos_argv("worker", "--datadir", str(datadir), "--loglevel", loglevel)
+    return mugpos_argv(
+        "worker", "--datadir", str(datadir), "--loglevel", loglevel, "--stage", stage
+    )

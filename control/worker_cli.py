@@ -13,7 +13,11 @@ from control.console import console, load_or_exit
 
 def worker(
     stage: Annotated[
-        str, typer.Option(help="all, or one of preprocess, inference, analysis.")
+        str,
+        typer.Option(
+            help="all (every stage in one process, in memory), or a comma-separated list of "
+            "preprocess, inference, analysis (a split deployment over the stage topics)."
+        ),
     ] = "all",
     concurrency: Annotated[int, typer.Option(min=1, help="Parallel actors per I/O stage.")] = 1,
     datadir: Annotated[
@@ -22,16 +26,18 @@ def worker(
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Consume the images topic and produce results; scale out by starting more workers."""
-    from agents.pipeline import STAGES, register
+    from agents.pipeline import FUSED, STAGES, register
     from infra.launchers import free_port
     from streams.app import create_app
     from streams.context import PipelineContext
     from streams.worker import PipelineWorker
 
     settings = load_or_exit()
-    enabled = STAGES if stage == "all" else (stage,)
-    if stage != "all" and stage not in STAGES:
-        console.print(f"[red]error:[/] unknown stage {stage!r}; use all or {', '.join(STAGES)}")
+    enabled = (FUSED,) if stage == "all" else tuple(s.strip() for s in stage.split(","))
+    if stage != "all" and not set(enabled) <= set(STAGES):
+        console.print(
+            f"[red]error:[/] unknown stage {stage!r}; use all or a list of {', '.join(STAGES)}"
+        )
         raise typer.Exit(2)
     folder = datadir or Path(tempfile.mkdtemp(prefix="mugpos-worker-"))
     # A port of its own, so several workers on one host never clash on Faust's default 6066.

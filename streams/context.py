@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -14,10 +15,11 @@ from core.imaging import ImageLimits
 from core.models.manager import ModelManager
 from core.pipeline.health import DependencyHealth
 from core.pipeline.live import LiveSettings
-from infra import mongo, redis_client
+from infra import mongo
 from infra.attempts import FailureCounter
+from infra.clients import Clients
 from infra.model_store import model_manager_from_settings, model_store_from_settings
-from infra.object_store import ObjectStore, create_object_store
+from infra.object_store import ObjectStore
 from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
 from schemas.topics import TopicNames
@@ -43,20 +45,22 @@ class PipelineContext:
     inference_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="inference")
     )
+    # Decoding and letterboxing, one thread per core (Pillow and OpenCV release the GIL there).
+    decode_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="decode")
+    )
     _listener: asyncio.Task | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> PipelineContext:
-        client = mongo.create_client(settings)
-        db = mongo.database(client, settings)
-        redis = redis_client.create_client(settings)
-        store = create_object_store(settings)
+        clients = Clients.open(settings)
+        db, redis, store = clients.db, clients.redis, clients.store
         prefix = settings.topic_prefix
         return cls(
             settings=settings,
             topics=TopicNames(prefix),
             store=store,
-            mongo_client=client,
+            mongo_client=clients.mongo_client,
             db=db,
             redis=redis,
             rules=RuleCache(RulesRepository(db), redis, prefix),
@@ -85,7 +89,5 @@ class PipelineContext:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
         self.inference_executor.shutdown(wait=True)
-        await self.store.close()
-        self.mongo_client.close()
-        if self.redis is not None:
-            await self.redis.aclose()
+        self.decode_executor.shutdown(wait=True)
+        await Clients(self.mongo_client, self.db, self.redis, self.store).close()

@@ -1,6 +1,7 @@
 """Preprocess stage: untrusted bytes -> a compact, model-ready image for the inference stage.
 
-The stage topic carries the letterboxed image as lossless PNG (never raw float tensors), so the
+A fused worker passes the letterboxed pixels to the model in memory. Between split stages, the
+stage topic carries the letterboxed image as lossless PNG (never raw float tensors), so the
 inference stage sees exactly the pixels it would have computed itself, and batched results stay
 identical to one-by-one results.
 """
@@ -20,19 +21,25 @@ from core.models.letterbox import Letterbox, letterbox
 class Prepared:
     image: DecodedImage
     box: Letterbox
-    model_input_png: bytes
+    pixels: np.ndarray  # letterboxed RGB, what the model reads
+    model_input_png: bytes = b""  # the same pixels for a stage topic; empty in a fused worker
 
 
-def prepare(data: bytes, input_size: int, limits: ImageLimits | None = None) -> Prepared:
-    """Decode and validate (ImageRejected on bad input), then letterbox and encode."""
+def prepare(
+    data: bytes, input_size: int, limits: ImageLimits | None = None, *, encode: bool = True
+) -> Prepared:
+    """Decode and validate (ImageRejected on bad input), then letterbox; with `encode`, also as
+    lossless PNG for the stage topic (a fused worker hands the pixels on in memory)."""
     image = decode_image(data, limits)
     boxed, info = letterbox(image.pixels, input_size)
+    if not encode:
+        return Prepared(image, info, boxed)
     ok, encoded = cv2.imencode(
         ".png", cv2.cvtColor(boxed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]
     )
     if not ok:  # pragma: no cover - OpenCV reports failure only for impossible inputs
         raise RuntimeError("PNG encoding of the model input failed")
-    return Prepared(image, info, encoded.tobytes())
+    return Prepared(image, info, boxed, encoded.tobytes())
 
 
 def model_input(png: bytes) -> np.ndarray:

@@ -29,8 +29,10 @@ class WorkerProcess:
         extra_env: dict[str, str] | None = None,
         *,
         faulty: bool = False,
+        stage: str = "all",
     ) -> None:
-        """`faulty`: the worker of tests.integration.faulty_worker, which fails on marked inputs."""
+        """`faulty`: the worker of tests.integration.faulty_worker, which fails on marked inputs;
+        `stage`: all (fused), or which stages of a split deployment this worker runs."""
         self.log_path = folder / f"{name}.log"
         env = {
             **os.environ,
@@ -43,7 +45,7 @@ class WorkerProcess:
             "MUGPOS_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
             **(extra_env or {}),
         }
-        argv = worker_argv(folder / name)
+        argv = worker_argv(folder / name, stage=stage)
         if faulty:
             argv[argv.index("control.cli")] = "tests.integration.faulty_worker"
             env["PYTHONPATH"] = str(REPO)
