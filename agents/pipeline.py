@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 import faust
 import stamina
@@ -31,16 +31,18 @@ FUSED = "pipeline"  # every stage in one agent, in process: the default worker
 # sink of the one before (the model itself runs one batch at a time, on its own thread).
 FUSED_DEPTH = 2
 PAUSE_POLL_S = 0.05
-# How long a rebalance or shutdown waits for the inputs in hand to finish, so this worker commits
-# them rather than the next owner redoing them; under the rebalance timeout (streams.app).
-SETTLE_S = 4.0
+# How long a rebalance or a shutdown waits for the inputs in hand to finish, so this worker
+# commits them rather than the next owner redoing them: room for two batches on a busy CPU, under
+# the rebalance timeout (streams.app) and Kubernetes' default 30 s grace period.
+SETTLE_S = 20.0
 
 
 def register(
     app: faust.App, ctx: PipelineContext, enabled: Iterable[str], concurrency: int = 1
-) -> None:
+) -> Callable[[], Awaitable[None]]:
     """Attach the agents of the enabled stages (`FUSED` alone: one in-process agent for all),
-    and start/stop the context with the app."""
+    and start/stop the context with the app. Returns the drain to run on SIGTERM before Faust
+    stops (streams.worker.PipelineWorker)."""
     enabled = set(enabled)
     unknown = enabled - {*STAGES, FUSED}
     if unknown or (FUSED in enabled and len(enabled) > 1):
@@ -114,12 +116,16 @@ def register(
         for d in deliveries:
             d.forget(revoked)
 
-    @app.on_before_shutdown.connect
-    async def close_commands(app: faust.App, **_: object) -> None:
-        """Stop taking input, finish (bounded) what is in hand, commit it, then let Faust stop."""
+    async def drain() -> None:
+        """Stop taking input, finish (bounded) what is in hand and commit it: run before Faust
+        stops anything (streams.worker), and again, quickly, when it has stopped the consumer."""
         ctx.live.stopping = True
         await asyncio.gather(*(d.settle(None, SETTLE_S) for d in deliveries))
         await _commit(app)
+
+    @app.on_before_shutdown.connect
+    async def close_commands(app: faust.App, **_: object) -> None:
+        await drain()
         await control.stop_commands()
 
     async def batches(
@@ -135,6 +141,16 @@ def register(
                 control.saw_input()
                 yield tickets
 
+    def chunks(delivery: Delivery, tickets: list[Ticket]) -> Iterator[list[Ticket]]:
+        """Micro-batches of the live `max_batch` (an operator's `set` applies to the next one);
+        once the worker is stopping, the rest are left unprocessed for the next owner."""
+        size = ctx.live.max_batch
+        for start in range(0, len(tickets), size):
+            if ctx.live.stopping:
+                delivery.put_back(tickets[start:])
+                return
+            yield tickets[start : start + size]
+
     if FUSED in enabled:
         fused = delivery(FUSED, "images")
 
@@ -149,12 +165,13 @@ def register(
             in_flight: set[asyncio.Task] = set()
             ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
             async for tickets in batches(stream, fused, ceiling):
-                for start in range(0, len(tickets), size := ctx.live.max_batch):
+                for chunk in chunks(fused, tickets):
                     while len(in_flight) >= FUSED_DEPTH:
                         await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    task = asyncio.create_task(
-                        fused.process(tickets[start : start + size], run_fused)
-                    )
+                    if ctx.live.stopping:  # what has not started is left for the next owner
+                        fused.put_back(chunk)
+                        continue
+                    task = asyncio.create_task(fused.process(chunk, run_fused))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
 
@@ -186,8 +203,8 @@ def register(
             # `set max_batch` applies to the next batch (Faust fixes take()'s size at start).
             ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
             async for tickets in batches(stream, inf, ceiling):
-                for start in range(0, len(tickets), size := ctx.live.max_batch):
-                    await inf.process(tickets[start : start + size], infer)
+                for chunk in chunks(inf, tickets):
+                    await inf.process(chunk, infer)
 
     if "analysis" in enabled:
         ana = delivery("analysis", "detected")
@@ -201,6 +218,8 @@ def register(
             # Small batches share one round of MongoDB, object-store and Kafka writes.
             async for tickets in batches(stream, ana, settings.max_batch):
                 await ana.process(tickets, analyse)
+
+    return drain
 
 
 async def _commit(app: faust.App) -> None:

@@ -42,5 +42,5 @@ def worker(
     folder = datadir or Path(tempfile.mkdtemp(prefix="mugpos-worker-"))
     # A port of its own, so several workers on one host never clash on Faust's default 6066.
     app = create_app(settings, datadir=folder, web_port=free_port())
-    register(app, PipelineContext.open(settings), enabled, concurrency)
-    PipelineWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    drain = register(app, PipelineContext.open(settings), enabled, concurrency)
+    PipelineWorker(app, loglevel=loglevel, quiet=True, before_stop=drain).execute_from_commandline()

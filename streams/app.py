@@ -1,6 +1,6 @@
 """The Faust application and its topics, configured from Settings.
 
-Faust settings follow platform-notes: short session/heartbeat/rebalance timeouts so a worker is
+Faust settings follow platform-notes: short session/heartbeat timeouts so a worker is
 ready in seconds, no leader topic, no topic declaration by Faust (infra.provision declares every
 topic with the right partitions and retention), raw bytes in and out (our own JSON contracts).
 """
@@ -28,7 +28,10 @@ def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App
         topic_disable_leader=True,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
-        broker_rebalance_timeout=6,
+        # How long the group waits for members to rejoin: a member first finishes and commits
+        # what it holds (agents.pipeline, SETTLE_S), so the next owner does not redo it. A dead
+        # member is still noticed after the 6 s session timeout.
+        broker_rebalance_timeout=30,
         broker_commit_interval=1.0,
         # Inputs a stage gave back (rewound during an outage) are never acknowledged: Faust must
         # not wait for them before a rebalance; agents.pipeline settles what is in hand instead.

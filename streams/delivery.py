@@ -112,9 +112,14 @@ class Delivery:
 
     # --- intake -------------------------------------------------------------------------------
     def admit(self, event: faust.EventT) -> Ticket | None:
-        """Take an event into the ledger, or None for a stale copy of a rewound input."""
+        """Take an event into the ledger, or None for a stale copy (of a rewound input, or from
+        before a rebalance)."""
         message = event.message
         message.incref()  # ours: only `_release` acknowledges, whatever Faust does
+        if message.generation_id != self._app.consumer_generation_id:
+            # Fetched before a rebalance and left in a batch buffer: the partition's owner now
+            # reads it again from the committed offset (processing this copy would redo it).
+            return None
         # Faust's own TP type (message.tp may be aiokafka's): it goes into pause/resume sets.
         tp, offset = TP(message.topic, message.partition), message.offset
         expected = self._expect.get(tp)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -19,16 +21,31 @@ class PipelineWorker(faust.Worker):
     * Its log handlers aggregate repeated records (infra.log_throttle). Faust (mode) replaces the
       root logger's handlers when the worker starts, so a filter added earlier would be thrown
       away; `on_setup_root_logger` runs right after, on the new handlers.
+    * On SIGTERM it first runs `before_stop` (agents.pipeline's drain: stop taking input, finish
+      and commit what is in hand), then stops as Faust does.
     * No start-up spinner: at WARNING, Faust adds a handler for it that takes every DEBUG record
       and leaves the root logger at DEBUG for the worker's whole life, so every library builds a
       record for each of its debug calls (aiokafka's fetch loop, botocore's request signing) only
       to throw it away.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, before_stop: Callable[[], Awaitable[None]] | None = None, **kwargs: Any
+    ) -> None:
         install_reconnect_backoff()
         super().__init__(*args, **kwargs)
         self.spinner = None
+        self._before_stop = before_stop
+
+    async def _stop_on_signal(self, signal: signal.Signals) -> None:
+        """SIGTERM/SIGINT: let the pipeline finish and commit what it holds while the consumer,
+        producer and agents still run; Faust stops the consumer first of all when it stops."""
+        if self._before_stop is not None:
+            try:
+                await self._before_stop()
+            except Exception:  # stopping goes on regardless: the inputs are redone elsewhere
+                logging.getLogger(__name__).exception("could not settle before stopping")
+        await super()._stop_on_signal(signal)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)

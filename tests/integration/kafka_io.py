@@ -193,6 +193,60 @@ async def collect(
     return records
 
 
+async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
+    """Every partition of an existing topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    found = [t for t in described if t["topic"] == topic and t["error_code"] == 0]
+    assert found, f"no topic {topic}: {described}"
+    return [TopicPartition(topic, p["partition"]) for p in found[0]["partitions"]]
+
+
+async def read_to_end(settings: Settings, topic: str, timeout_s: float = 10.0) -> list[Record]:
+    """Every record on `topic` up to its log end as it stands now (none expected in particular).
+    Fails if the end is not reached within `timeout_s`."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list[Record] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        partitions = await topic_partitions(settings, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            assert loop.time() < deadline, f"{topic} not read to its end within {timeout_s:g} s"
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp in sorted(batch, key=lambda tp: tp.partition):
+                for r in batch[tp]:
+                    headers = tuple(r.headers or ())
+                    records.append(
+                        Record(
+                            _request_id(r.key, headers),
+                            r.value or b"",
+                            r.topic,
+                            r.partition,
+                            r.offset,
+                            r.timestamp,
+                            headers,
+                        )
+                    )
+    finally:
+        await consumer.stop()
+    return records
+
+
 def by_request_id(records: Iterable[Record]) -> dict[str, list[Record]]:
     """Records grouped by request id, each group in (partition, offset) order: for one key that
     is the order they were written in."""
@@ -244,9 +298,7 @@ async def committed_vs_end_offsets(
     await admin.start()
     try:
         await consumer.start()
-        described = await admin.describe_topics([topic])
-        count = next(len(t["partitions"]) for t in described if t["topic"] == topic)
-        partitions = [TopicPartition(topic, p) for p in range(count)]
+        partitions = await topic_partitions(settings, topic)
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         ends = await consumer.end_offsets(partitions)
     finally:

@@ -7,34 +7,50 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
 from control.cli import app
 from core.config import Settings
 from infra import mongo
-from infra.kafka_admin import KafkaAdmin
-from infra.mongo import ACTIVITY_LOGS, ANALYSIS_RESULTS
+from infra.mongo import ACTIVITY_LOGS
 from schemas.topics import TopicNames
 from tests.integration.api_server import ApiServer, login, start_api
+from tests.integration.kafka_io import (
+    Record,
+    admin_client,
+    by_request_id,
+    collect,
+    committed_vs_end_offsets,
+    counts,
+    group_member_ids,
+    not_exactly_once,
+    owned,
+    publish,
+    read_to_end,
+    stored_documents,
+    wait_all_committed,
+)
 from tests.integration.workers import WorkerProcess, scene_jpeg
 
 BEAT = "1"  # heartbeat interval (s) for these workers
+SPLIT = "preprocess,inference,analysis"  # workers running the stages over the stage topics
 
 
 def _until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy (returned); fail after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
+    value = None
     while time.monotonic() < deadline:
         if value := check():
             return value
         time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
+    raise AssertionError(f"not within {timeout_s} s: {what} (last seen: {value!r:.300})")
 
 
 @pytest.fixture
@@ -59,8 +75,8 @@ def _servers(api: ApiServer, headers: dict) -> dict:
 def _live_with_partitions(api: ApiServer, headers: dict, count: int) -> list[dict] | None:
     workers = [w for w in _servers(api, headers)["workers"] if w["state"] == "running"]
     images = TopicNames(api.settings.topic_prefix).images
-    owned = [p for w in workers for p in w["partitions"] if p.startswith(images)]
-    if len(workers) == count and len(owned) == api.settings.topic_partitions:
+    held = [p for w in workers for p in w["partitions"] if p.startswith(images)]
+    if len(workers) == count and len(held) == api.settings.topic_partitions:
         return workers
     return None
 
@@ -76,54 +92,37 @@ def _command(
     )
 
 
-async def _publish(settings: Settings, partitions: list[int], per_partition: int) -> list[str]:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await producer.start()
-    ids = []
-    try:
-        for partition in partitions:
-            for n in range(per_partition):
-                request_id = f"cp-{partition}-{n}-{time.monotonic_ns()}"
-                await producer.send(
-                    TopicNames(settings.topic_prefix).images,
-                    scene_jpeg(n, 320),
-                    partition=partition,
-                    headers=[("request-id", request_id.encode())],
-                )
-                ids.append(request_id)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return ids
-
-
-async def _images_lag(settings: Settings) -> list:
-    admin = KafkaAdmin(settings.kafka_bootstrap)
-    try:
-        names = TopicNames(settings.topic_prefix)
-        return await admin.consumer_lag(names.pipeline_group, [names.images])
-    finally:
-        await admin.close()
+def _publish(settings: Settings, partitions: list[int], per_partition: int) -> dict[str, int]:
+    """Scene images to the given image partitions; returns request id -> partition."""
+    items = [
+        (f"cp-{partition}-{n}-{time.monotonic_ns()}", scene_jpeg(n, 320), [], partition)
+        for partition in partitions
+        for n in range(per_partition)
+    ]
+    asyncio.run(publish(settings, items))
+    return {rid: partition for rid, _, _, partition in items}
 
 
 def _committed(settings: Settings) -> dict[int, int]:
-    return {x.partition: x.committed for x in asyncio.run(_images_lag(settings))}
+    """The pipeline group's committed offset of each image partition (0 before any commit)."""
+    names = TopicNames(settings.topic_prefix)
+    offsets = asyncio.run(committed_vs_end_offsets(settings, names.pipeline_group, names.images))
+    return {p: committed or 0 for p, (committed, _) in offsets.items()}
 
 
-async def _stored(settings: Settings, ids: list[str]) -> dict[str, int]:
-    client = mongo.create_client(settings)
-    try:
-        docs = (
-            await mongo.database(client, settings)[ANALYSIS_RESULTS]
-            .find({"request_id": {"$in": ids}}, {"request_id": 1})
-            .to_list(None)
-        )
-    finally:
-        client.close()
-    counts: dict[str, int] = {}
-    for doc in docs:
-        counts[doc["request_id"]] = counts.get(doc["request_id"], 0) + 1
-    return counts
+def _all_images_committed(settings: Settings) -> bool:
+    names = TopicNames(settings.topic_prefix)
+    offsets = asyncio.run(committed_vs_end_offsets(settings, names.pipeline_group, names.images))
+    return all((committed or 0) == end for committed, end in offsets.values())
+
+
+def _stored(settings: Settings, ids: list[str]) -> dict[str, int]:
+    """MongoDB documents per request id."""
+    return counts(asyncio.run(stored_documents(settings, ids)))
+
+
+def _row(api: ApiServer, headers: dict, worker_id: str) -> dict:
+    return {w["worker_id"]: w for w in _servers(api, headers)["workers"]}[worker_id]
 
 
 def _partition_numbers(worker: dict, topic: str) -> list[int]:
@@ -169,20 +168,22 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     assert ack["ok"] is False
     assert "restart" in ack["reason"]
 
-    # Live max_batch: acknowledged within a second, and the batches follow.
-    issued = time.monotonic()
+    # Live max_batch: every worker acknowledges this very command while the API waits for the
+    # acks, and the batches that follow are no larger.
     reply = _command(api, admin, "all", "set", max_batch=2)
     assert reply.status_code == 202
-    assert {w: a["ok"] for w, a in reply.json()["acks"].items()} == {
+    issued = reply.json()
+    assert {w: a["ok"] for w, a in issued["acks"].items()} == {
         first["worker_id"]: True,
         second["worker_id"]: True,
     }
-    assert time.monotonic() - issued < 2  # the whole HTTP exchange, audit write included
-    sent_at = datetime.fromisoformat(reply.json()["issued_at"])
-    for ack in reply.json()["acks"].values():  # applied within a second of being issued
-        assert (datetime.fromisoformat(ack["applied_at"]) - sent_at).total_seconds() < 1
-    ids = asyncio.run(_publish(api.settings, list(range(api.settings.topic_partitions)), 6))
-    _until(lambda: len(asyncio.run(_stored(api.settings, ids))) == len(ids), 120, "18 results")
+    for ack in issued["acks"].values():  # this command's ack, applied after it was issued
+        assert ack["command_id"] == issued["command_id"]
+        assert datetime.fromisoformat(ack["applied_at"]) >= datetime.fromisoformat(
+            issued["issued_at"]
+        )
+    ids = list(_publish(api.settings, list(range(api.settings.topic_partitions)), 6))
+    _until(lambda: len(_stored(api.settings, ids)) == len(ids), 120, "18 results")
     view = _servers(api, admin)["workers"]
     sizes = {size for w in view for size in w["batch_sizes"]}
     assert sizes
@@ -224,46 +225,55 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
 
     # Pause the first: its image partitions stop advancing, the second's keep going.
     images = TopicNames(api.settings.topic_prefix).images
-    paused_parts = _partition_numbers(first, images)
-    running_parts = _partition_numbers(second, images)
+    to_pause, to_run = _row(api, admin, first["worker_id"]), _row(api, admin, second["worker_id"])
+    paused_parts = _partition_numbers(to_pause, images)
+    running_parts = _partition_numbers(to_run, images)
+    assert paused_parts, f"the worker to pause owns no image partition: {to_pause['partitions']}"
+    assert running_parts, f"the running worker owns no image partition: {to_run['partitions']}"
+    assert not set(paused_parts) & set(running_parts), (paused_parts, running_parts)
     _until(  # offsets are committed every second: start from a fully committed state
-        lambda: all(x.lag == 0 for x in asyncio.run(_images_lag(api.settings))),
-        30,
-        "every image offset committed",
+        lambda: _all_images_committed(api.settings), 30, "every image offset committed"
     )
     paused = _command(api, admin, first["worker_id"], "pause").json()
     assert paused["acks"][first["worker_id"]]["ok"] is True
     before = _committed(api.settings)
-    batch = asyncio.run(_publish(api.settings, paused_parts + running_parts, 4))
-    _until(
-        lambda: all(_committed(api.settings)[p] >= before[p] + 4 for p in running_parts),
+    batch = list(_publish(api.settings, paused_parts + running_parts, 4))
+    advanced = _until(
+        lambda: (
+            (c := _committed(api.settings))
+            and all(c[p] >= before[p] + 4 for p in running_parts)
+            and c
+        ),
         60,
-        "the running worker's partitions to advance",
+        "the running worker's partitions to advance by the 4 images each was sent",
     )
-    time.sleep(2)
+    # Instead of a fixed wait: one more image through the running worker and committed, so the
+    # paused worker has had at least as long again to move, had it not been paused.
+    probe = running_parts[0]
+    batch += list(_publish(api.settings, [probe], 1))
+    _until(
+        lambda: _committed(api.settings)[probe] > advanced[probe],
+        60,
+        "the probe image on a running partition to be committed",
+    )
     held = _committed(api.settings)
     # Nothing moves, except the one message in hand if a rebalance happened meanwhile (a busy
     # machine can cause one): that message is let go so the group does not stall.
-    assert sum(held[p] - before[p] for p in paused_parts) <= 1
-    assert {w["worker_id"]: w["state"] for w in _servers(api, admin)["workers"]}[
-        first["worker_id"]
-    ] == "paused"
-    # kill -9 the second: shown lost within two heartbeat periods.
+    assert sum(held[p] - before[p] for p in paused_parts) <= 1, (before, held, paused_parts)
+    assert _row(api, admin, first["worker_id"])["state"] == "paused"
+    # kill -9 the second: shown lost once its beats have stopped for two periods.
     processes_by_pid = {p.process.pid: p for p in processes}
     victim = processes_by_pid[second["pid"]]
     victim.kill()
-    killed = time.monotonic()
-    _until(
-        lambda: (
-            {w["worker_id"]: w["state"] for w in _servers(api, admin)["workers"]}[
-                second["worker_id"]
-            ]
-            == "lost"
-        ),
-        10,
-        "the killed worker shown as lost",
-    )
-    assert time.monotonic() - killed <= 2 * float(BEAT) + 1.0  # + one beat of phase, + polling
+    killed_at = datetime.now(UTC)
+
+    def shown_lost() -> dict | None:
+        row = _row(api, admin, second["worker_id"])
+        return row if row["state"] == "lost" else None
+
+    lost = _until(shown_lost, 10, "the killed worker shown as lost")
+    assert datetime.fromisoformat(lost["heartbeat_at"]) <= killed_at  # no beat after the kill
+    assert lost["heartbeat_age_s"] >= 2 * float(BEAT)  # lost for missed beats, not earlier
 
     # The paused worker lets go of its message in hand for the rebalance (instead of stalling
     # the group) and takes over the lost worker's partitions, still paused.
@@ -275,8 +285,8 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
 
     resumed = _command(api, admin, first["worker_id"], "resume").json()
     assert resumed["acks"][first["worker_id"]]["ok"] is True
-    _until(lambda: len(asyncio.run(_stored(api.settings, batch))) == len(batch), 120, "all results")
-    assert set(asyncio.run(_stored(api.settings, batch)).values()) == {1}  # none twice
+    _until(lambda: len(_stored(api.settings, batch)) == len(batch), 120, "all results")
+    assert set(_stored(api.settings, batch).values()) == {1}  # none twice
 
     # Every command is in the audit log under the operator's name.
     async def audited() -> set[str]:
@@ -299,24 +309,160 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     assert f'worker_gpu_cost_usd{{worker="{first["worker_id"]}"}} 0.0' in metrics
 
 
-def test_drain_finishes_in_flight_work_and_idle_workers_exit(
-    api_deployment: Settings, tmp_path: Path
+def _split_ownership(api: ApiServer, headers: dict) -> tuple[dict, dict] | None:
+    """Two running workers whose heartbeats show disjoint partitions of every topic they consume
+    (the images topic; the stage topics too where the workers run the stages as separate agents)
+    that together cover each of them: (first row, second row), else None."""
+    workers = _live_with_partitions(api, headers, 2)
+    if workers is None:
+        return None
+    every = set(range(api.settings.topic_partitions))
+    for topic in TopicNames(api.settings.topic_prefix).consumed():
+        mine, theirs = (owned(w, topic) for w in workers)
+        if not mine and not theirs and topic != TopicNames(api.settings.topic_prefix).images:
+            continue  # a topic these workers do not consume (the stage topics of fused workers)
+        if not mine or not theirs or mine & theirs or mine | theirs != every:
+            return None
+    return workers[0], workers[1]
+
+
+async def _group_members(settings: Settings) -> set[str]:
+    async with admin_client(settings) as admin:
+        return await group_member_ids(admin, TopicNames(settings.topic_prefix).pipeline_group)
+
+
+async def _drain_watching_the_group(
+    api: ApiServer, headers: dict, worker_id: str, members: set[str]
+) -> tuple[dict, float]:
+    """Drain a worker while polling the pipeline group's membership. Returns the command's reply
+    and the last moment (epoch seconds, taken before asking) at which the group still had every
+    one of `members`: the drained worker certainly still owned its partitions until then, as no
+    other can be given them before it leaves the group."""
+    group = TopicNames(api.settings.topic_prefix).pipeline_group
+    async with admin_client(api.settings) as admin:
+        asked = time.time()
+        now = await group_member_ids(admin, group)
+        assert now == members, f"the group changed before the drain: {members} -> {now}"
+        still_there = asked
+        command = asyncio.create_task(asyncio.to_thread(_command, api, headers, worker_id, "drain"))
+        deadline = asked + 60
+        while True:
+            asked = time.time()
+            now = await group_member_ids(admin, group)
+            if members <= now:
+                still_there = asked
+            else:
+                assert len(members - now) == 1, f"more than one member left: {members} -> {now}"
+                break
+            assert asked < deadline, "the drained worker did not leave the group within 60 s"
+            await asyncio.sleep(0.05)
+        reply = await command
+    assert reply.status_code == 202, reply.text
+    return reply.json(), still_there
+
+
+class _Attribution:
+    """Which input partition each output record was produced from: a result from its request's
+    record on the detected topic (split workers) or else from the image partition its input was
+    published to (fused workers); a detected record from the prepared topic; a prepared record
+    from the image partition. The owner of that partition produced it."""
+
+    def __init__(self, settings: Settings, sent: dict[str, int], records: dict[str, list]) -> None:
+        self.names = TopicNames(settings.topic_prefix)
+        self.sent = sent
+        self.last = {  # one record per request id is enough: copies share the key's partition
+            topic: {r.request_id: r for r in found} for topic, found in records.items()
+        }
+
+    def input_of(self, topic: str, request_id: str) -> tuple[str, int | None]:
+        names = self.names
+        if topic == names.results and request_id in self.last.get(names.detected, {}):
+            return names.detected, self.last[names.detected][request_id].partition
+        if topic == names.detected:
+            found = self.last.get(names.prepared, {}).get(request_id)
+            return names.prepared, found.partition if found else None
+        return names.images, self.sent.get(request_id)
+
+    def by_owner_of(self, topic: str, record: Record, partitions: dict[str, set[int]]) -> bool:
+        source, partition = self.input_of(topic, record.request_id)
+        return partition in partitions.get(source, set())
+
+
+def _stage_records(settings: Settings, ids: list[str], timeout_s: float) -> dict[str, list]:
+    """The records for `ids` on the stage topics that hold any (none for fused workers) and on
+    the results topic, every one (copies included), each topic read to its end."""
+    names = TopicNames(settings.topic_prefix)
+    wanted = set(ids)
+    records = {}
+    for topic in names.stages():
+        found = [r for r in asyncio.run(read_to_end(settings, topic)) if r.request_id in wanted]
+        if found:
+            records[topic] = asyncio.run(collect(settings, topic, ids, timeout_s))
+    records[names.results] = asyncio.run(collect(settings, names.results, ids, timeout_s))
+    return records
+
+
+def _has_published_results(
+    settings: Settings, sent: dict[str, int], partitions: dict[str, set[int]]
+) -> bool:
+    """Whether a result was published that the owner of `partitions` produced."""
+    names = TopicNames(settings.topic_prefix)
+    records = {
+        topic: asyncio.run(read_to_end(settings, topic))
+        for topic in (names.detected, names.results)
+    }
+    attribution = _Attribution(settings, sent, records)
+    return any(
+        attribution.by_owner_of(names.results, r, partitions)
+        for r in records[names.results]
+        if r.request_id in sent
+    )
+
+
+@pytest.mark.parametrize("stage", ["all", SPLIT], ids=["fused", "split"])
+def test_drain_finishes_in_flight_work_and_redoes_nothing(
+    api_deployment: Settings, tmp_path: Path, stage: str
 ) -> None:
+    """Drain one of two workers mid-stream: it finishes what it has in hand, commits it, leaves
+    the group and exits 0; the other takes over and redoes nothing.
+
+    Who produced a record: results carry nothing that names a worker, so each output record is
+    attributed through the partition of its input (see `_Attribution`) and the registry's
+    partition ownership, taken from the heartbeats once the two workers split every topic they
+    consume. Until the drained worker leaves the group, only it can produce from its partitions,
+    so any such record timestamped before the last moment the group was seen with both members
+    is the drained worker's."""
     env = {"MUGPOS_HEARTBEAT_INTERVAL_S": BEAT}
-    workers = [WorkerProcess(api_deployment, tmp_path, f"d{i}", env) for i in range(2)]
-    server = start_api(api_deployment)
+    settings = api_deployment
+    names = TopicNames(settings.topic_prefix)
+    workers = [WorkerProcess(settings, tmp_path, f"d{i}", env, stage=stage) for i in range(2)]
+    server = start_api(settings)
     try:
         admin = login(server, "admin")
-        first, second = _until(lambda: _live_with_partitions(server, admin, 2), 90, "two workers")
-        ids = asyncio.run(
-            _publish(server.settings, list(range(server.settings.topic_partitions)), 8)
+        first, second = _until(
+            lambda: _split_ownership(server, admin), 90, "two workers splitting their topics"
         )
-        reply = _command(server, admin, first["worker_id"], "drain")
-        assert reply.json()["acks"][first["worker_id"]]["ok"] is True
+        ours = {topic: owned(first, topic) for topic in names.consumed()}
+        members = asyncio.run(_group_members(settings))
+        assert len(members) == 2, members
+        sent = _publish(settings, list(range(settings.topic_partitions)), 24)
+        ids = list(sent)
+        # Mid-stream: as soon as the worker to drain has published a result, with most of the
+        # 72 images still to do.
+        _until(
+            lambda: _has_published_results(settings, sent, ours),
+            90,
+            "a result from the worker to drain",
+        )
+        reply, still_there = asyncio.run(
+            _drain_watching_the_group(server, admin, first["worker_id"], members)
+        )
+        assert reply["acks"][first["worker_id"]]["ok"] is True
+        issued_ms = datetime.fromisoformat(reply["issued_at"]).timestamp() * 1000
         drained = {w.process.pid: w for w in workers}[first["pid"]]
         assert drained.process.wait(timeout=60) == 0
-        _until(lambda: len(asyncio.run(_stored(server.settings, ids))) == len(ids), 120, "results")
-        assert set(asyncio.run(_stored(server.settings, ids)).values()) == {1}
+        asyncio.run(collect(settings, names.results, ids, 120, to_end=False))
+        asyncio.run(wait_all_committed(settings, names.consumed(), 60))
         _until(
             lambda: _owns_every_image_partition(server, admin, second["worker_id"]),
             30,
@@ -327,7 +473,59 @@ def test_drain_finishes_in_flight_work_and_idle_workers_exit(
         for worker in workers:
             worker.stop()
 
-    idle = WorkerProcess(api_deployment, tmp_path, "idle", {**env, "MUGPOS_IDLE_SHUTDOWN_S": "3"})
+    # With every offset committed, nothing is still on its way: read each topic to its end.
+    records = _stage_records(settings, ids, 30)
+    attribution = _Attribution(settings, sent, records)
+
+    def producer(topic: str, record: Record) -> str:
+        if not attribution.by_owner_of(topic, record, ours):
+            return "remaining"
+        return "drained" if record.timestamp_ms < still_there * 1000 else "after it left"
+
+    def shown(topic: str, record: Record) -> str:
+        at = (record.timestamp_ms - issued_ms) / 1000
+        return f"{record.partition}@{record.offset} {at:+.2f} s {producer(topic, record)}"
+
+    by_drained = {
+        topic: [r for r in found if producer(topic, r) == "drained"]
+        for topic, found in records.items()
+    }
+    after_drain = {
+        topic: [r.request_id for r in found if r.timestamp_ms >= issued_ms]
+        for topic, found in by_drained.items()
+    }
+    print(
+        "records certainly by the drained worker (all / after the drain command):",
+        {topic: (len(by_drained[topic]), len(after_drain[topic])) for topic in records},
+    )
+    redone = {
+        topic: not_exactly_once(by_request_id(found), ids) for topic, found in records.items()
+    }
+    described = {  # partition@offset, time from the drain command, producer
+        topic: {
+            rid: [shown(topic, r) for r in by_request_id(records[topic]).get(rid, [])]
+            for rid in bad
+        }
+        for topic, bad in redone.items()
+        if bad
+    }
+    assert not described, (
+        f"request ids with other than exactly one record (partition@offset, time after the drain "
+        f"command, producer), per topic: {described}"
+    )
+    assert set(_stored(settings, ids).values()) == {1}
+    assert by_drained[names.results], (
+        "no result is attributable to the drained worker: it produced none before it left"
+    )
+    assert any(after_drain.values()), (
+        "the drained worker produced nothing after the drain command: no in-flight work of its "
+        "was finished by it"
+    )
+
+
+def test_an_idle_worker_drains_and_exits(api_deployment: Settings, tmp_path: Path) -> None:
+    env = {"MUGPOS_HEARTBEAT_INTERVAL_S": BEAT, "MUGPOS_IDLE_SHUTDOWN_S": "3"}
+    idle = WorkerProcess(api_deployment, tmp_path, "idle", env)
     try:
         assert idle.process.wait(timeout=90) == 0
     finally:

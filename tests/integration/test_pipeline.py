@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from PIL import Image
@@ -18,8 +19,28 @@ from PIL import Image
 from core.config import Settings
 from infra import mongo
 from infra.object_store import S3ObjectStore
+from infra.results_history import record_pending
 from schemas.messages import AnalysisResult, DeadLetter
 from schemas.topics import TopicNames
+from tests.integration.kafka_io import (
+    Record,
+    by_request_id,
+    collect,
+    comparable,
+    diff,
+    duplicated,
+    eventually,
+    not_exactly_once,
+    owned,
+    publish,
+    read_json_objects,
+    result_json_keys,
+    results,
+    stored_documents,
+    uncommitted,
+    wait_all_committed,
+    worker_statuses,
+)
 from tests.integration.workers import WorkerProcess, scene_jpeg
 from tests.unit.test_image_decode import RGB, encode, png_bomb
 
@@ -35,81 +56,33 @@ def noise_png(width: int, height: int) -> bytes:
     )
 
 
-async def _publish(settings: Settings, items: list[tuple[str, bytes, list]]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, max_request_size=4_000_000
-    )
-    await producer.start()
-    try:
-        for request_id, value, headers in items:
-            await producer.send(
-                TopicNames(settings.topic_prefix).images,
-                value,
-                headers=[("request-id", request_id.encode()), *headers],
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
+def _first(records: list[Record]) -> dict[str, bytes]:
+    """The first record's value of each request id."""
+    return {rid: group[0].value for rid, group in by_request_id(records).items()}
 
 
-async def _collect(
-    settings: Settings,
-    topic: str,
-    expected: set[str],
-    timeout_s: float,
-    *,
-    require_all: bool = True,
-) -> dict:
-    """Messages on `topic` keyed by request id, until every expected id (or, without
-    `require_all`, any one of them) has arrived."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,  # no group: every call reads the topic from the start
-    )
-    await consumer.start()
-    found: dict[str, bytes] = {}
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while asyncio.get_running_loop().time() < deadline:
-            if expected <= set(found) or (not require_all and expected & set(found)):
-                break
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                for record in records:
-                    found[record.key.decode()] = record.value
-    finally:
-        await consumer.stop()
-    missing = sorted(expected - set(found))
-    if require_all:
-        assert not missing, f"no message on {topic} within {timeout_s:g} s for {missing[:20]}"
-    else:
-        assert expected & set(found), f"no message on {topic} within {timeout_s:g} s"
-    return found
+SPLIT = "preprocess,inference,analysis"  # one worker running the stages over the stage topics
 
 
 async def test_200_images_become_200_results_and_documents(pipeline: Settings) -> None:
     scenes = [scene_jpeg(i) for i in range(20)]
     ids = [f"img-{i:03d}" for i in range(200)]
-    await _publish(
+    await publish(
         pipeline, [(rid, scenes[i % 20], [("source-id", b"cam-a")]) for i, rid in enumerate(ids)]
     )
-    results = await _collect(pipeline, TopicNames(pipeline.topic_prefix).results, set(ids), 240)
-    assert set(results) == set(ids)
-    parsed = [AnalysisResult.model_validate_json(v) for v in results.values()]
+    records = await collect(pipeline, TopicNames(pipeline.topic_prefix).results, ids, 240)
+    grouped = by_request_id(records)
+    assert set(grouped) == set(ids)
+    # One worker, no failure: nothing is published twice.
+    assert not duplicated(records), f"published more than once: {duplicated(records)}"
+    parsed = [AnalysisResult.model_validate_json(r.value) for r in records]
     assert {r.status for r in parsed} == {"ok"}
     assert all(r.model and r.model.name == "mugdet-synth" for r in parsed)
     assert all(r.positioning is not None and r.rule_set_version for r in parsed)
-    assert {"preprocess", "inference", "analysis", "sink"} <= set(parsed[0].timings_ms)
-    client = mongo.create_client(pipeline)
-    try:
-        stored = await mongo.database(client, pipeline)[mongo.ANALYSIS_RESULTS].count_documents(
-            {"request_id": {"$in": ids}}
-        )
-    finally:
-        client.close()
-    assert stored == 200
+    assert {"preprocess", "inference", "analysis"} <= set(parsed[0].timings_ms)
+    stored = await stored_documents(pipeline, ids)
+    assert not_exactly_once(stored, ids) == {}  # one document per request id
+    assert not_exactly_once(await result_json_keys(pipeline), ids) == {}  # one result.json each
     store = S3ObjectStore.from_settings(pipeline)
     try:
         originals = await store.list("user-uploads/cam-a/")
@@ -153,12 +126,12 @@ async def test_bad_inputs_become_dead_letters_and_the_worker_keeps_going(
     finally:
         await store.close()
     corpus = _bad_corpus()
-    await _publish(pipeline, [(rid, value, headers) for rid, value, headers, _ in corpus])
+    await publish(pipeline, [(rid, value, headers) for rid, value, headers, _ in corpus])
     names = TopicNames(pipeline.topic_prefix)
     every = {rid for rid, *_ in corpus}
     rejected = {rid for rid, *_, reason in corpus if reason != "ok"}
-    results = await _collect(pipeline, names.results, every, 180)
-    letters = await _collect(pipeline, names.dlq, rejected, 60)
+    results = _first(await collect(pipeline, names.results, every, 180))
+    letters = _first(await collect(pipeline, names.dlq, rejected, 60))
     for rid, _, _, reason in corpus:
         result = AnalysisResult.model_validate_json(results[rid])
         if reason == "ok":
@@ -178,8 +151,8 @@ async def test_bad_inputs_become_dead_letters_and_the_worker_keeps_going(
             names.images,
         )
     # Later good images still succeed.
-    await _publish(pipeline, [("after-bad", scene_jpeg(3), [])])
-    after = await _collect(pipeline, names.results, {"after-bad"}, 60)
+    await publish(pipeline, [("after-bad", scene_jpeg(3), [])])
+    after = _first(await collect(pipeline, names.results, {"after-bad"}, 60))
     assert AnalysisResult.model_validate_json(after["after-bad"]).status == "ok"
 
 
@@ -199,11 +172,12 @@ async def test_a_stage_message_over_the_topic_limit_becomes_a_dead_letter(
     finally:
         await admin.close()
     plain = encode(Image.new("RGB", (64, 48), (180, 150, 120)), "JPEG")  # a tiny stage message
-    worker = WorkerProcess(deployment, tmp_path, "w")
+    # Stage topics are used by a split deployment only: three stages, one process.
+    worker = WorkerProcess(deployment, tmp_path, "w", stage=SPLIT)
     try:
-        await _publish(deployment, [("over-limit", scene_jpeg(1), []), ("plain", plain, [])])
-        results = await _collect(deployment, names.results, {"over-limit", "plain"}, 120)
-        letters = await _collect(deployment, names.dlq, {"over-limit"}, 30)
+        await publish(deployment, [("over-limit", scene_jpeg(1), []), ("plain", plain, [])])
+        results = _first(await collect(deployment, names.results, {"over-limit", "plain"}, 120))
+        letters = _first(await collect(deployment, names.dlq, {"over-limit"}, 30))
     finally:
         assert worker.stop() == 0  # still running until told to stop
     over = AnalysisResult.model_validate_json(results["over-limit"])
@@ -215,68 +189,218 @@ async def test_a_stage_message_over_the_topic_limit_becomes_a_dead_letter(
     assert AnalysisResult.model_validate_json(results["plain"]).status == "ok"
 
 
-async def _stored(settings: Settings, ids: list[str]) -> dict[str, dict]:
-    client = mongo.create_client(settings)
-    try:
-        cursor = mongo.database(client, settings)[mongo.ANALYSIS_RESULTS].find(
-            {"request_id": {"$in": ids}}, {"request_id": 1, "completed_at": 1, "status": 1}
-        )
-        return {doc["request_id"]: doc async for doc in cursor}
-    finally:
-        client.close()
+BEAT_ENV = {"MUGPOS_HEARTBEAT_INTERVAL_S": "1"}
+KILL_IMAGES = 160  # enough for a kill well before the end, few enough for a 2-core machine
+
+
+async def _consuming(settings: Settings, workers: list[WorkerProcess]) -> dict[int, dict]:
+    """Wait until each worker's heartbeat shows image partitions of its own, together all of
+    them: the group is settled before inputs arrive, so no start-up rebalance muddles a test."""
+    images = TopicNames(settings.topic_prefix).images
+    every = set(range(settings.topic_partitions))
+
+    async def settled() -> dict[int, dict] | None:
+        statuses = await worker_statuses(settings)
+        mine = {w.process.pid: statuses.get(w.process.pid) for w in workers}
+        parts = [owned(s, images) if s else set() for s in mine.values()]
+        if all(parts) and sum(len(p) for p in parts) == len(every) and set().union(*parts) == every:
+            return mine  # type: ignore[return-value]
+        return None
+
+    return await eventually(
+        settled, 90, f"{len(workers)} workers sharing every image partition", every_s=0.5
+    )
+
+
+def _mismatches(published: dict[str, list[AnalysisResult]], stored: dict, in_s3: dict) -> dict:
+    """Request ids whose published copies, MongoDB document and result.json are not all one
+    result, with the fields that differ from the stored document."""
+    bad = {}
+    for rid, copies in published.items():
+        reference = comparable(stored[rid])
+        differing = [diff(reference, comparable(c)) for c in copies]
+        differing.append(diff(reference, comparable(in_s3[rid])))
+        if any(differing):
+            bad[rid] = differing
+    return bad
 
 
 async def test_kill_9_of_one_of_two_workers_loses_nothing(
     deployment: Settings, tmp_path: Path
 ) -> None:
-    """Two workers split the partitions; one dies mid-stream; every input ends as exactly one
-    stored result (duplicates are absorbed by the idempotent sink)."""
-    first = WorkerProcess(deployment, tmp_path, "w1")
-    second = WorkerProcess(deployment, tmp_path, "w2")
+    """Two workers split the partitions; one dies (kill -9) while it has uncommitted work, so the
+    survivor redoes that work and publishes some results twice. The idempotent sink absorbs the
+    duplicates: every input ends as exactly one MongoDB document and one result.json, and every
+    copy of a redelivered result is the stored one (first write wins)."""
+    names = TopicNames(deployment.topic_prefix)
+    scenes = [scene_jpeg(i, 320) for i in range(25)]
+    ids = [f"k9-{i:03d}" for i in range(KILL_IMAGES)]
+    clock = asyncio.get_running_loop().time
+    phases: dict[str, float] = {"start": clock()}
+    first = WorkerProcess(deployment, tmp_path, "w1", BEAT_ENV)
+    second = WorkerProcess(deployment, tmp_path, "w2", BEAT_ENV)
     try:
-        scenes = [scene_jpeg(i, 320) for i in range(25)]
-        ids = [f"k9-{i:03d}" for i in range(500)]
-        await _publish(deployment, [(rid, scenes[i % 25], []) for i, rid in enumerate(ids)])
-        names = TopicNames(deployment.topic_prefix)
-        await _collect(deployment, names.results, set(ids[:40]), 120, require_all=False)
-        first.kill()  # mid-stream: results have started, most inputs are still queued
-        results = await _collect(deployment, names.results, set(ids), 300)
+        await _consuming(deployment, [first, second])
+        phases["settled"] = clock()
+        await publish(deployment, [(rid, scenes[i % 25], []) for i, rid in enumerate(ids)])
+        # Kill as soon as results flow: the victim is then in the middle of its share of the
+        # backlog, with a batch in hand whose results are being published while its offsets are
+        # not committed yet (commits follow completed work, at most once a second), so the
+        # survivor redoes some inputs from the committed offsets.
+        await collect(deployment, names.results, ids, 120, any_of=True, to_end=False)
+        first.kill()
+        phases["killed"] = clock()
+        await collect(deployment, names.results, ids, 240, to_end=False)
+        phases["all results"] = clock()
+        # Quiet: every input of every stage committed, so no redelivery is still on its way.
+        await wait_all_committed(deployment, names.consumed(), 60)
+        phases["all committed"] = clock()
     finally:
         first.stop()
         second.stop()
-    assert set(results) == set(ids)
-    stored = await _stored(deployment, ids)
-    assert len(stored) == 500  # one document per request id: nothing missing, nothing twice
-    assert {doc["status"] for doc in stored.values()} == {"ok"}
+    print({k: round(v - phases["start"], 1) for k, v in phases.items()})
+    records = await collect(deployment, names.results, ids, 30)  # up to the log end
+    published = results(records)
+    assert set(published) == set(ids)  # nothing lost
+    redelivered = duplicated(records)
+    print(f"{len(records)} results for {len(ids)} inputs; published twice or more: {redelivered}")
+    assert redelivered, (
+        "no request id was published twice on the results topic: the kill hit no uncommitted "
+        "work, so this run shows nothing about redelivery"
+    )
+    stored = await stored_documents(deployment, ids)
+    assert not_exactly_once(stored, ids) == {}, "MongoDB documents per request id"
+    assert {doc["status"] for docs in stored.values() for doc in docs} == {"ok"}
+    keys = await result_json_keys(deployment)
+    assert not_exactly_once(keys, ids) == {}, "result.json objects per request id"
+    objects = await read_json_objects(deployment, [keys[rid][0] for rid in redelivered])
+    mismatched = _mismatches(
+        {rid: published[rid] for rid in redelivered},
+        {rid: stored[rid][0] for rid in redelivered},
+        {rid: objects[keys[rid][0]] for rid in redelivered},
+    )
+    assert mismatched == {}, (
+        f"{len(mismatched)} of {len(redelivered)} redelivered request ids were published with "
+        f"another result than the stored one (differences from the MongoDB document per copy, "
+        f"then result.json): {dict(list(mismatched.items())[:3])}"
+    )
 
 
-async def test_a_restarted_worker_resumes_from_committed_offsets(
-    deployment: Settings, tmp_path: Path
+async def _one_stored_result_each(
+    settings: Settings, published: dict[str, list[AnalysisResult]], ids: list[str]
 ) -> None:
+    """Each request id has one MongoDB document and one result.json, both `ok`, and every
+    published `ok` copy of it is that stored result."""
+    stored = await stored_documents(settings, ids)
+    keys = await result_json_keys(settings)
+    assert not_exactly_once(stored, ids) == {}, "MongoDB documents per request id"
+    assert not_exactly_once(keys, ids) == {}, "result.json objects per request id"
+    assert {rid: docs[0]["status"] for rid, docs in stored.items()} == dict.fromkeys(ids, "ok")
+    objects = await read_json_objects(settings, [keys[rid][0] for rid in ids])
+    mismatched = _mismatches(
+        {rid: [r for r in published[rid] if r.status == "ok"] for rid in ids},
+        {rid: stored[rid][0] for rid in ids},
+        {rid: objects[keys[rid][0]] for rid in ids},
+    )
+    assert mismatched == {}, (
+        "published copies and result.json that differ from the MongoDB document "
+        f"(per request id: the differing fields of each published copy, then of result.json): "
+        f"{mismatched}"
+    )
+
+
+async def test_the_sink_keeps_one_result_per_request_id(pipeline: Settings) -> None:
+    """Several input messages with one `request-id` end as one MongoDB document and one
+    result.json: the first write wins and a later delivery republishes the stored result
+    unchanged; only an `ok` result replaces a stored rejected one."""
+    names = TopicNames(pipeline.topic_prefix)
+    good, bad = scene_jpeg(7, 320), scene_jpeg(7, 320)[:500]  # bad: truncated, so rejected
+    twice, rejected_first, ok_first = "idem-twice", "idem-rejected-first", "idem-ok-first"
+    every = [twice, rejected_first, ok_first]
+    # Round one: the same image twice back to back (one partition, so in this order), ...
+    await publish(
+        pipeline,
+        [
+            (twice, good, [], 0),
+            (twice, good, [], 0),
+            (rejected_first, bad, [], 1),
+            (ok_first, good, [], 2),
+        ],
+    )
+    await collect(pipeline, names.results, every, 90, to_end=False)
+    # ... round two, once round one's results are stored: a good image after a rejected one,
+    # a bad one after a good one.
+    await publish(pipeline, [(rejected_first, good, [], 1), (ok_first, bad, [], 2)])
+    records = await collect(pipeline, names.results, every, 90, at_least=2)
+    published = results(records)
+    assert {rid: [r.status for r in published[rid]] for rid in every} == {
+        twice: ["ok", "ok"],
+        rejected_first: ["rejected", "ok"],  # the ok result replaces the rejected one
+        ok_first: ["ok", "ok"],  # the stored ok result is republished, not the rejection
+    }
+    await _one_stored_result_each(pipeline, published, every)
+
+
+async def test_an_ok_result_replaces_a_pending_placeholder(pipeline: Settings) -> None:
+    """The API stores a `pending` placeholder for an accepted upload; the pipeline's result
+    replaces it (one document, one result.json, the published result)."""
+    names = TopicNames(pipeline.topic_prefix)
+    client = mongo.create_client(pipeline)
+    try:
+        await record_pending(
+            mongo.database(client, pipeline), "idem-pending", "cam-i", datetime.now(UTC)
+        )
+    finally:
+        client.close()
+    await publish(pipeline, [("idem-pending", scene_jpeg(7, 320), [("source-id", b"cam-i")])])
+    records = await collect(pipeline, names.results, ["idem-pending"], 90)
+    published = results(records)
+    assert [r.status for r in published["idem-pending"]] == ["ok"]
+    await _one_stored_result_each(pipeline, published, ["idem-pending"])
+
+
+@pytest.mark.parametrize("stage", ["all", SPLIT], ids=["fused", "split"])
+async def test_a_restarted_worker_resumes_from_committed_offsets(
+    deployment: Settings, tmp_path: Path, stage: str
+) -> None:
+    """SIGTERM right after the results arrive: the worker finishes and commits every input before
+    it exits (committed == log end on the images topic, and on the stage topics for a split
+    worker, with no wait for the periodic commit), so a restarted worker processes only what
+    came after."""
     scenes = [scene_jpeg(i, 320) for i in range(10)]
     names = TopicNames(deployment.topic_prefix)
     before = [f"rs-a-{i:02d}" for i in range(30)]
-    worker = WorkerProcess(deployment, tmp_path, "w1")
+    worker = WorkerProcess(deployment, tmp_path, "w1", stage=stage)
     try:
-        await _publish(deployment, [(rid, scenes[i % 10], []) for i, rid in enumerate(before)])
-        await _collect(deployment, names.results, set(before), 180)
-        await asyncio.sleep(3)  # past the commit interval
+        await publish(deployment, [(rid, scenes[i % 10], []) for i, rid in enumerate(before)])
+        await collect(deployment, names.results, before, 180, to_end=False)
     finally:
-        assert worker.stop() == 0  # SIGTERM: drained, committed, clean exit
-    first_pass = await _stored(deployment, before)
+        assert worker.stop() == 0  # SIGTERM at once: drained, committed, clean exit
+    behind = await uncommitted(deployment, names.consumed())
+    assert behind == {}, (
+        f"offsets not committed at exit, as {{topic: {{partition: (committed, end)}}}}: {behind}"
+    )
+    first_pass = await stored_documents(deployment, before)
     after = [f"rs-b-{i:02d}" for i in range(30)]
-    await _publish(deployment, [(rid, scenes[i % 10], []) for i, rid in enumerate(after)])
-    restarted = WorkerProcess(deployment, tmp_path, "w2")
+    await publish(deployment, [(rid, scenes[i % 10], []) for i, rid in enumerate(after)])
+    restarted = WorkerProcess(deployment, tmp_path, "w2", stage=stage)
     try:
-        await _collect(deployment, names.results, set(after), 180)
+        records = await collect(deployment, names.results, after, 180)
     finally:
         restarted.stop()
-    again = await _stored(deployment, before)
-    # Committed inputs were not processed again: their stored results are untouched.
-    assert {rid: doc["completed_at"] for rid, doc in again.items()} == {
-        rid: doc["completed_at"] for rid, doc in first_pass.items()
+    again = await stored_documents(deployment, before)
+    # Committed inputs were not processed again: their stored results are untouched, ...
+    assert {rid: docs[0]["completed_at"] for rid, docs in again.items()} == {
+        rid: docs[0]["completed_at"] for rid, docs in first_pass.items()
     }
-    assert len(await _stored(deployment, after)) == 30
+    # ... and not published again (an idempotent sink would republish the stored result
+    # unchanged, so the documents alone cannot show a reprocessed input), nor, split, staged again.
+    assert not_exactly_once(by_request_id(records), before) == {}, "results per request id"
+    if stage == SPLIT:
+        for topic in names.stages():
+            staged = await collect(deployment, topic, before, 30)
+            assert not_exactly_once(by_request_id(staged), before) == {}, f"records on {topic}"
+    assert not_exactly_once(await stored_documents(deployment, after), after) == {}
 
 
 class _KafkaProducer:
