@@ -93,8 +93,12 @@ class ResultStore:
         return final
 
     async def _settled(self, request_ids: list[str]) -> dict[str, AnalysisResult]:
+        """The results stored so far. An upload's `pending` placeholder is none (it is no
+        AnalysisResult): every status's conditional upsert replaces it."""
         cursor = self._results.find({"request_id": {"$in": request_ids}}, {"_id": 0})
-        return {doc["request_id"]: _result(doc) async for doc in cursor}
+        return {
+            doc["request_id"]: _result(doc) async for doc in cursor if doc["status"] != "pending"
+        }
 
     async def _write_documents(
         self, writes: list[AnalysisResult], stored: dict[str, AnalysisResult]

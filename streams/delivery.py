@@ -40,6 +40,7 @@ from infra.failures import is_fatal, unavailable_dependency
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # failures of one input, with no dependency to blame, before it is dead-lettered
+LETTER_ATTEMPTS = 3  # further failures to dead-letter it before the partition moves on anyway
 
 
 @dataclass(eq=False)
@@ -220,7 +221,22 @@ class Delivery:
         try:
             await self._on_poison(ticket, exc, failures)
         except Exception as letter_exc:  # the dead letter needs the same dependencies
-            await self._rewind([ticket], unavailable_dependency(letter_exc), letter_exc)
+            dependency = unavailable_dependency(letter_exc)
+            if dependency is None and failures >= self.max_attempts + LETTER_ATTEMPTS:
+                # Its dead letter is published first (agents.stages.reject); what keeps failing
+                # is storing its result. Holding the partition for ever would lose more.
+                log.critical(
+                    "%s: the failed result of %s:%d@%d cannot be stored; moving on with its "
+                    "dead letter alone",
+                    self.stage,
+                    ticket.tp.topic,
+                    ticket.tp.partition,
+                    ticket.offset,
+                    exc_info=letter_exc,
+                )
+                self._succeeded([ticket])
+                return
+            await self._rewind([ticket], dependency, letter_exc)
             return
         self.poisoned += 1
         with contextlib.suppress(Exception):  # the TTL index forgets it anyway
