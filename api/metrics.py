@@ -63,7 +63,7 @@ class ApiMetrics:
         )
         self.cache = Counter(
             "result_cache_lookups_total",
-            "Result lookups by cache outcome.",
+            "Result lookups by cache outcome (hit, miss, error).",
             ["outcome"],
             registry=self.registry,
         )
@@ -85,9 +85,10 @@ class ApiMetrics:
             for dependency, seconds in worker.get("unavailable", {}).items():
                 self.worker_dependency_down.labels(worker["worker_id"], dependency).set(seconds)
 
-    def record_cache(self, hit: bool) -> None:
-        self.cache.labels("hit" if hit else "miss").inc()
-        self._lookups[hit] += 1
+    def record_cache(self, outcome: str) -> None:
+        """A result lookup's Redis outcome: hit, miss, or error (read from MongoDB instead)."""
+        self.cache.labels(outcome).inc()
+        self._lookups[outcome == "hit"] += 1
 
     def cache_hit_rate(self) -> float | None:
         total = self._lookups[True] + self._lookups[False]

@@ -1,4 +1,8 @@
-"""Everything the API talks to, opened once at start-up and closed at shutdown."""
+"""Everything the API talks to, opened once at start-up and closed at shutdown.
+
+MongoDB, Redis and the object store come from the bundle the pipeline worker opens too
+(infra.clients); results are read (and uploads marked pending) through the same ResultStore the
+worker's sink saves with."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+from motor.motor_asyncio import AsyncIOMotorDatabase
 from redis.asyncio import Redis
 
 from api.metrics import ApiMetrics
@@ -16,12 +20,15 @@ from api.registry import WorkerRegistry
 from api.results_hub import ResultsHub
 from core.config import ConfigError, Settings
 from core.imaging import ImageLimits
-from infra import mongo, redis_client
+from infra import activity_log, mongo
+from infra.clients import Clients
 from infra.kafka_admin import KafkaAdmin, PartitionLag
 from infra.kafka_clients import TopicFollower, create_producer
-from infra.object_store import ObjectStore, create_object_store
+from infra.object_store import ObjectStore
+from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
 from infra.users_store import UsersRepository
+from infra.write_behind import WriteBehind
 from schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -31,10 +38,8 @@ log = logging.getLogger(__name__)
 class ApiServices:
     settings: Settings
     topics: TopicNames
-    mongo_client: AsyncIOMotorClient
-    db: AsyncIOMotorDatabase
-    redis: Redis | None
-    store: ObjectStore
+    clients: Clients
+    results: ResultStore
     producer: AIOKafkaProducer
     users: UsersRepository
     rules: RulesRepository
@@ -43,6 +48,7 @@ class ApiServices:
     limits: ImageLimits
     registry: WorkerRegistry
     kafka_admin: KafkaAdmin
+    audit_log: WriteBehind[dict[str, object]]
     hub: ResultsHub = field(default_factory=ResultsHub)
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     _followers: list[TopicFollower] = field(default_factory=list)
@@ -51,19 +57,30 @@ class ApiServices:
     def open(cls, settings: Settings) -> ApiServices:
         if settings.jwt_secret is None:
             raise ConfigError("MUGPOS_JWT_SECRET must be set to run the API (>= 32 random chars)")
-        client = mongo.create_client(settings)
-        db = mongo.database(client, settings)
-        redis = redis_client.create_client(settings)
+        clients = Clients.open(settings)
+        db, redis = clients.db, clients.redis
         rules = RulesRepository(db)
         key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+        metrics = ApiMetrics()
         return cls(
             settings=settings,
             topics=TopicNames(settings.topic_prefix),
-            mongo_client=client,
-            db=db,
-            redis=redis,
-            store=create_object_store(settings),
+            clients=clients,
+            results=ResultStore(
+                db,
+                clients.store,
+                redis,
+                settings.topic_prefix,
+                settings.result_cache_ttl_s,
+                on_cache_lookup=metrics.record_cache,
+            ),
             producer=create_producer(settings),
+            audit_log=WriteBehind(
+                "upload audit entries",
+                lambda entries: activity_log.record_many(db, entries),
+                id,  # every entry is its own item
+            ),
+            metrics=metrics,
             users=UsersRepository(db, key),
             rules=rules,
             rule_cache=RuleCache(rules, redis, settings.topic_prefix),
@@ -74,6 +91,18 @@ class ApiServices:
                 max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
             ),
         )
+
+    @property
+    def db(self) -> AsyncIOMotorDatabase:
+        return self.clients.db
+
+    @property
+    def redis(self) -> Redis | None:
+        return self.clients.redis
+
+    @property
+    def store(self) -> ObjectStore:
+        return self.clients.store
 
     @property
     def jwt_secret(self) -> str:
@@ -106,7 +135,6 @@ class ApiServices:
             await follower.stop()
         await self.producer.stop()
         await self.kafka_admin.close()
-        await self.store.close()
-        self.mongo_client.close()
-        if self.redis is not None:
-            await self.redis.aclose()
+        await self.results.close()  # buffered placeholders and audit entries, before MongoDB
+        await self.audit_log.close()
+        await self.clients.close()

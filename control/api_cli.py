@@ -15,18 +15,32 @@ users_app = typer.Typer(help="API accounts and machine keys.", no_args_is_help=T
 def api(
     host: Annotated[str | None, typer.Option(help="Default: MUGPOS_API_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Default: MUGPOS_API_PORT.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (one event loop each); e.g. one per core.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the API (docs at /api/docs) until Ctrl-C."""
     import uvicorn
 
     from api.main import create_app
+    from api.serving import HTTP_PROTOCOL
 
     settings = load_or_exit()
     if settings.jwt_secret is None:
         console.print("[red]error:[/] set MUGPOS_JWT_SECRET (>= 32 random characters) first")
         raise typer.Exit(2)
+    # Several processes need the app by name: each builds its own (clients, producer, followers)
+    # from the same MUGPOS_* environment and .env this process read.
+    app = create_app(settings) if workers == 1 else "api.main:create_app"
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=workers > 1,
+        workers=workers,
+        http=HTTP_PROTOCOL,
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),

@@ -8,15 +8,22 @@ what is stored, and the object key of `result.json` (which carries the completio
 forks. MongoDB is written first: after a crash the document is what redelivery finds and
 completes, by writing the same `result.json` again and publishing it. Redis is a cache: it is
 written last and its failures are logged, never raised.
+
+Reading one result is here too (`find`): Redis first, then MongoDB; a Redis failure falls back to
+MongoDB. So is an upload's `pending` state (`mark_pending`): the API writes a Redis marker at
+once and the MongoDB placeholder in batches, off the request path; the sink's result replaces
+both. Listings over many results are queries in infra.results_history.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
@@ -26,7 +33,12 @@ from redis.exceptions import RedisError
 from infra.mongo import ANALYSIS_RESULTS
 from infra.object_store import ObjectStore
 from infra.object_store.keys import result_key
-from infra.results_history import result_document
+from infra.results_history import (
+    STORED_PROJECTION,
+    pending_document,
+    result_document,
+)
+from infra.write_behind import WriteBehind
 from schemas.messages import AnalysisResult
 
 log = logging.getLogger(__name__)
@@ -46,6 +58,21 @@ def result_cache_key(prefix: str, request_id: str) -> str:
     return f"{prefix}:result:{request_id}"
 
 
+def pending_marker_key(prefix: str, request_id: str) -> str:
+    """The Redis key saying "accepted, result not stored yet" (written by the API at upload)."""
+    return f"{prefix}:pending:{request_id}"
+
+
+def _pending_view(document: dict[str, Any]) -> dict[str, Any]:
+    """What a reader learns of an unfinished request, wherever its pending state was found."""
+    return {
+        "request_id": document["request_id"],
+        "source_id": document["source_id"],
+        "status": "pending",
+        "submitted_at": document["submitted_at"],
+    }
+
+
 def _result(document: dict[str, Any]) -> AnalysisResult:
     return AnalysisResult.model_validate(
         {k: v for k, v in document.items() if k in AnalysisResult.model_fields}
@@ -60,12 +87,17 @@ class ResultStore:
         redis: Redis | None,
         prefix: str,
         cache_ttl_s: int,
+        *,
+        on_cache_lookup: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_cache_lookup` hears the Redis outcome of every `find`: hit, miss or error."""
         self._results = db[ANALYSIS_RESULTS]
         self._store = store
         self._redis = redis
         self._prefix = prefix
         self._cache_ttl_s = cache_ttl_s
+        self._on_cache_lookup = on_cache_lookup
+        self._placeholders: WriteBehind[dict[str, Any]] | None = None
         self.cache_failures = 0
 
     async def save(self, results: Sequence[AnalysisResult]) -> list[AnalysisResult]:
@@ -154,3 +186,85 @@ class ResultStore:
         except (RedisError, OSError) as exc:
             self.cache_failures += 1
             log.warning("result cache not written (%s); results are stored and published", exc)
+
+    # --- Reading one result, and an upload's pending state -------------------------------------
+
+    async def find(self, request_id: str) -> dict[str, Any] | None:
+        """The result; `{request_id, source_id, status: "pending", submitted_at}` for an accepted
+        upload not finished yet; None for a request id nobody accepted.
+
+        Redis first (the sink's copy and the upload's marker, one round trip), then MongoDB (the
+        record, or its placeholder), then this process's placeholders not written yet."""
+        cached, marker = await self._cached(request_id)
+        if cached is not None:
+            return orjson.loads(cached)
+        stored = await self.find_stored(request_id)
+        if stored is not None:
+            return _pending_view(stored) if stored.get("status") == "pending" else stored
+        if marker is not None:
+            return _pending_view(orjson.loads(marker))
+        unwritten = self._placeholders.get(request_id) if self._placeholders else None
+        return _pending_view(unwritten) if unwritten is not None else None
+
+    async def find_stored(self, request_id: str) -> dict[str, Any] | None:
+        """MongoDB alone: the record of a request id (or its placeholder), cache or no cache."""
+        return await self._results.find_one({"request_id": request_id}, STORED_PROJECTION)
+
+    async def _cached(self, request_id: str) -> tuple[bytes | None, bytes | None]:
+        """(cached result, pending marker) from Redis; (None, None) without it or on a failure:
+        Redis is a cache, MongoDB answers instead."""
+        if self._redis is None:
+            return None, None
+        try:
+            cached, marker = await self._redis.mget(
+                result_cache_key(self._prefix, request_id),
+                pending_marker_key(self._prefix, request_id),
+            )
+        except (RedisError, OSError) as exc:
+            self._lookup("error")
+            log.debug("result cache not read (%s); reading MongoDB", exc)
+            return None, None
+        self._lookup("hit" if cached is not None else "miss")
+        return cached, marker
+
+    def _lookup(self, outcome: str) -> None:
+        if self._on_cache_lookup is not None:
+            self._on_cache_lookup(outcome)
+
+    async def mark_pending(self, request_id: str, source_id: str, submitted_at: datetime) -> None:
+        """An upload accepted (its image already durable in Kafka): a Redis marker now, so any
+        API process answers `pending` at once, and the MongoDB placeholder (listed under
+        `status=pending`) within ~50 ms, batched with others'. Neither raises: the result is
+        stored and published whether or not they were written, and replaces them."""
+        document = pending_document(request_id, source_id, submitted_at)
+        if self._placeholders is None:
+            self._placeholders = WriteBehind(
+                "pending placeholders", self._write_placeholders, lambda d: d["request_id"]
+            )
+        self._placeholders.add(document)
+        if self._redis is None:
+            return
+        try:
+            await self._redis.set(
+                pending_marker_key(self._prefix, request_id),
+                orjson.dumps(_pending_view(document)),
+                ex=self._cache_ttl_s,
+            )
+        except (RedisError, OSError) as exc:
+            self.cache_failures += 1
+            log.debug("pending marker not written (%s); the placeholder follows", exc)
+
+    async def _write_placeholders(self, documents: list[dict[str, Any]]) -> None:
+        """Inserts (half the work of upserts for secantusdb). A placeholder whose request id is
+        already stored — its result came first, or a retried batch wrote it — is refused by the
+        unique index and left out: a placeholder never replaces anything."""
+        try:
+            await self._results.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != _DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def close(self) -> None:
+        """Write the placeholders still buffered (the worker's store has none)."""
+        if self._placeholders is not None:
+            await self._placeholders.close()

@@ -1,5 +1,9 @@
-"""Stored results in MongoDB: the document shape the sink writes and the queries the API and
-back-tests run on it. Every query filter leads with an indexed field (see infra.mongo.INDEXES)."""
+"""Stored results in MongoDB: the document shapes (a result, a `pending` placeholder) and the
+queries the API, the dashboard and back-tests run over many of them. Every query filter leads
+with an indexed field (see infra.mongo.INDEXES).
+
+Reading or writing *one* result by request id is infra.result_store.ResultStore's job (Redis,
+MongoDB and the object store together); this module holds what it and the listings share."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from core.positioning.serialize import facts_from_dict
 from infra.mongo import ANALYSIS_RESULTS
 from schemas.messages import AnalysisResult
 
-_HIDDEN = {"_id": 0, "timestamp": 0, "failed_rules": 0, "min_score": 0}
+# The derived, indexed fields stay internal: readers get the AnalysisResult's own fields.
+STORED_PROJECTION = {"_id": 0, "timestamp": 0, "failed_rules": 0, "min_score": 0}
 
 
 def result_document(result: AnalysisResult) -> dict[str, Any]:
@@ -30,28 +35,29 @@ def result_document(result: AnalysisResult) -> dict[str, Any]:
     }
 
 
+def pending_document(request_id: str, source_id: str, submitted_at: datetime) -> dict[str, Any]:
+    """The placeholder of an accepted upload until the sink's result replaces it; its
+    `timestamp` puts it in the listings (`status=pending`) at its submission time."""
+    return {
+        "request_id": request_id,
+        "source_id": source_id,
+        "status": "pending",
+        "submitted_at": submitted_at.isoformat(),
+        "completed_at": submitted_at.isoformat(),
+        "timestamp": submitted_at,
+    }
+
+
 async def record_pending(
     db: AsyncIOMotorDatabase, request_id: str, source_id: str, submitted_at: datetime
 ) -> None:
-    """A placeholder for an accepted upload, replaced by the sink's result (same request id)."""
+    """One placeholder, written now and insert-only (the API batches them instead:
+    ResultStore.mark_pending)."""
     await db[ANALYSIS_RESULTS].update_one(
         {"request_id": request_id},
-        {
-            "$setOnInsert": {
-                "request_id": request_id,
-                "source_id": source_id,
-                "status": "pending",
-                "submitted_at": submitted_at.isoformat(),
-                "completed_at": submitted_at.isoformat(),
-                "timestamp": submitted_at,
-            }
-        },
+        {"$setOnInsert": pending_document(request_id, source_id, submitted_at)},
         upsert=True,
     )
-
-
-async def find_result(db: AsyncIOMotorDatabase, request_id: str) -> dict[str, Any] | None:
-    return await db[ANALYSIS_RESULTS].find_one({"request_id": request_id}, _HIDDEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +117,7 @@ async def query_results(
         )
     found = (
         await db[ANALYSIS_RESULTS]
-        .find({"$and": clauses} if clauses else {}, _HIDDEN)
+        .find({"$and": clauses} if clauses else {}, STORED_PROJECTION)
         .sort([("timestamp", DESCENDING), ("request_id", DESCENDING)])
         .limit(limit + 1)
         .to_list(None)

@@ -14,16 +14,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from api.deps import audit, require, services
+from api.deps import audit_later, require, services
 from api.problems import Problem
 from api.services import ApiServices
-from api.uploads import Accepted, check_image, check_options, enqueue
+from api.uploads import INLINE_MAX_BYTES, Accepted, check_image, check_options, enqueue
 from core.access import Principal
 from core.imaging.annotate import annotate
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key
-from infra.result_store import result_cache_key
-from infra.results_history import BadCursor, ResultQuery, find_result, query_results
+from infra.results_history import BadCursor, ResultQuery, query_results
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
 Services = Annotated[ApiServices, Depends(services)]
@@ -35,7 +34,11 @@ class Submitted(BaseModel):
     status: Literal["pending"] = "pending"
     status_url: str
     source_id: str
-    object_key: str
+    object_key: str | None = Field(
+        description="Where the original is kept, for an upload sent by claim check (over "
+        f"{INLINE_MAX_BYTES // 1024} KiB); null for a smaller one, which travels inside the Kafka "
+        "message and is kept by the worker (the result's `image.object_key`)."
+    )
     image: dict[str, object]
 
 
@@ -58,7 +61,8 @@ class ResultPage(BaseModel):
 
 
 def _status_url(request: Request, request_id: str) -> str:
-    return str(request.url_for("get_result", request_id=request_id).path)
+    """`get_result`'s path, formatted (url_for searches every route, on every upload)."""
+    return f"{request.scope.get('root_path', '')}{router.prefix}/{request_id}"
 
 
 def _submitted(request: Request, item: Accepted) -> Submitted:
@@ -82,17 +86,6 @@ async def _read_limited(svc: ApiServices, upload: UploadFile) -> bytes:
     return data
 
 
-async def cached_result(svc: ApiServices, request_id: str) -> dict[str, Any] | None:
-    """Redis first (the sink's TTL copy), then MongoDB (where an upload is `pending` until its
-    result replaces the placeholder)."""
-    if svc.redis is not None:
-        cached = await svc.redis.get(result_cache_key(svc.settings.topic_prefix, request_id))
-        svc.metrics.record_cache(cached is not None)
-        if cached is not None:
-            return orjson.loads(cached)
-    return await find_result(svc.db, request_id)
-
-
 @router.post(
     "",
     status_code=202,
@@ -110,7 +103,7 @@ async def submit(
         int | None, Query(ge=0, description="Milliseconds to wait for the result.")
     ] = None,
 ) -> Any:
-    """Check the image, store it, enqueue it (claim check) and answer 202 — or the result, when
+    """Check the image, enqueue it (durable in Kafka) and answer 202 — or the result, when
     `wait` is given and the pipeline finishes within it."""
     if wait is not None and wait > svc.settings.api_max_wait_ms:
         raise Problem(
@@ -124,7 +117,7 @@ async def submit(
         svc.metrics.analysis_requests.labels("refused").inc()
         raise
     item = await enqueue(svc, data, kind, (width, height), source_id, parsed)
-    await audit(request, "analysis.submit", item.request_id)
+    audit_later(request, "analysis.submit", item.request_id)
     result = await wait_for_result(svc, item.request_id, wait / 1000) if wait else None
     return JSONResponse(result) if result else _submitted(request, item)
 
@@ -133,7 +126,7 @@ async def wait_for_result(svc: ApiServices, request_id: str, timeout_s: float) -
     """The result once stored, or None after `timeout_s`. The sink stores before it publishes,
     so checking the stores *after* registering the waiter cannot miss a result."""
     with svc.hub.waiting(request_id) as future:
-        found = await cached_result(svc, request_id)
+        found = await svc.results.find(request_id)
         if found is not None and found.get("status") != "pending":
             return found
         try:
@@ -188,7 +181,7 @@ async def submit_batch(
             )
         )
     accepted = [i.request_id for i in items if i.request_id]
-    await audit(request, "analysis.submit_batch", ",".join(accepted)[:1000])
+    audit_later(request, "analysis.submit_batch", ",".join(accepted)[:1000])
     return BatchSubmitted(accepted=len(accepted), refused=len(items) - len(accepted), items=items)
 
 
@@ -216,7 +209,7 @@ async def get_result(
     _: Annotated[Principal, Depends(require("read:analysis"))],
 ) -> Any:
     """The stored result; `{"status": "pending"}` while the image is still in the pipeline."""
-    found = await cached_result(svc, request_id)
+    found = await svc.results.find(request_id)
     if found is None:
         raise Problem(404, f"no request {request_id}", code="unknown_request")
     if found.get("status") == "pending":
@@ -259,7 +252,7 @@ async def get_image(
 ) -> Response:
     """The original image, or with `annotated=true` the boxes and verdicts drawn on it (rendered
     on first request and kept beside the result)."""
-    found = await find_result(svc.db, request_id)
+    found = await svc.results.find(request_id)
     image = (found or {}).get("image") or {}
     if not image.get("object_key"):
         raise Problem(404, f"no stored image for {request_id}", code="no_image")
