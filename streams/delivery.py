@@ -199,8 +199,6 @@ class Delivery:
             await self._poisoned(tickets[0], exc)
 
     async def _poisoned(self, ticket: Ticket, exc: Exception) -> None:
-        if ticket.abandoned:  # rewound meanwhile by a batch beside it: it comes round again
-            return
         key = attempt_key(self.stage, ticket.tp.topic, ticket.tp.partition, ticket.offset)
         try:
             failures = await self._failures.record(key, type(exc).__name__)
@@ -254,9 +252,7 @@ class Delivery:
         An outage pauses every partition of the stage (they all need the dependency); a retry of
         one input pauses only its own."""
         consumer = self._app.consumer
-        # A batch in flight beside this one may have rewound these partitions already: its
-        # rewind abandoned our tickets, and seeking again from them would skip its inputs.
-        failing = {t.tp for t in tickets if not t.abandoned}
+        failing = {t.tp for t in tickets}
         if dependency is not None:
             if self._down is None:
                 log.warning(
@@ -272,15 +268,13 @@ class Delivery:
             paused = {tp for tp in paused if tp.topic == self.topic}
         else:
             paused = set(failing)
-        if not failing:
-            return
         consumer.pause_partitions(paused)  # before the seek: no stale record may pass Faust now
         self._paused |= paused
         for tp in failing:
             pending = self._pending.pop(tp, {})
             for ticket in pending.values():
                 ticket.abandoned = True
-            oldest = min(pending)
+            oldest = min(pending, default=min(t.offset for t in tickets if t.tp == tp))
             self._expect[tp] = oldest
             await self._seek(tp, oldest)
         self.rewinds += 1
