@@ -27,9 +27,10 @@ from streams.delivery import Delivery, Ticket
 
 STAGES = ("preprocess", "inference", "analysis")
 FUSED = "pipeline"  # every stage in one agent, in process: the default worker
-# Batches a fused worker has in flight at once: decoding the next overlaps the model and the
-# sink of the one before (the model itself runs one batch at a time, on its own thread).
-FUSED_DEPTH = 2
+# Batches a fused worker has in flight at once. 1: with two, a dependency outage made both rewind
+# the same partitions and inputs went missing (the MongoDB outage test); overlapping decoding with
+# the model needs a ledger that rewinds batches in flight together first.
+FUSED_DEPTH = 1
 PAUSE_POLL_S = 0.05
 # How long a rebalance or a shutdown waits for the inputs in hand to finish, so this worker
 # commits them rather than the next owner redoing them: room for two batches on a busy CPU, under
