@@ -15,8 +15,9 @@ def worker(
     stage: Annotated[
         str,
         typer.Option(
-            help="all (every stage in one process, in memory), or a comma-separated list of "
-            "preprocess, inference, analysis (a split deployment over the stage topics)."
+            help="all (every stage, over the stage topics), fused (every stage in one agent, in "
+            "memory; not yet safe through a dependency outage), or a comma-separated list of "
+            "preprocess, inference, analysis (a split deployment)."
         ),
     ] = "all",
     concurrency: Annotated[int, typer.Option(min=1, help="Parallel actors per I/O stage.")] = 1,
@@ -33,8 +34,11 @@ def worker(
     from streams.worker import PipelineWorker
 
     settings = load_or_exit()
-    enabled = (FUSED,) if stage == "all" else tuple(s.strip() for s in stage.split(","))
-    if stage != "all" and not set(enabled) <= set(STAGES):
+    if stage in ("all", "fused"):
+        enabled = STAGES if stage == "all" else (FUSED,)
+    else:
+        enabled = tuple(s.strip() for s in stage.split(","))
+    if stage not in ("all", "fused") and not set(enabled) <= set(STAGES):
         console.print(
             f"[red]error:[/] unknown stage {stage!r}; use all or a list of {', '.join(STAGES)}"
         )

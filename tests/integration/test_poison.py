@@ -85,7 +85,7 @@ async def test_a_poison_input_is_dead_lettered_after_3_failures_counted_across_a
     (failed,) = published["poison"]
     assert failed.status == "failed"
     assert failed.error is not None
-    assert (failed.error.stage, failed.error.reason) == ("pipeline", "processing_error")
+    assert (failed.error.stage, failed.error.reason) == ("preprocess", "processing_error")
     assert "3 times" in failed.error.message
     assert "injected" not in failed.error.message
     (record,) = letters["poison"]
@@ -95,7 +95,7 @@ async def test_a_poison_input_is_dead_lettered_after_3_failures_counted_across_a
     assert letter.object_key.startswith("user-uploads/cam-p/")
     assert all(copy.status == "ok" for rid in after for copy in published[rid])
     logs = [w.log_path.read_text(errors="replace") for w in (first, second)]
-    counted = [re.findall(r"pipeline failed on .* \(failure (\d) of 3\)", log) for log in logs]
+    counted = [re.findall(r"preprocess failed on .* \(failure (\d) of 3\)", log) for log in logs]
     assert sorted(counted[0] + counted[1]) == ["1", "2", "3"], counted
     assert "1" not in counted[1], "the restarted worker counted from zero"
     assert await _failures(deployment) == 0  # forgotten once dead-lettered
