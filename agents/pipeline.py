@@ -24,9 +24,10 @@ from schemas.control import MAX_BATCH_CEILING
 from streams.app import topics
 from streams.context import PipelineContext
 from streams.delivery import Delivery, Ticket
+from streams.revocation import before_revocation
 
 STAGES = ("preprocess", "inference", "analysis")
-FUSED = "pipeline"  # every stage in one agent, in process: the default worker
+FUSED = "pipeline"  # every stage in one agent, in process (`--stage fused`)
 # Batches a fused worker has in flight at once. 1: with two, a dependency outage made both rewind
 # the same partitions and inputs went missing (the MongoDB outage test); overlapping decoding with
 # the model needs a ledger that rewinds batches in flight together first.
@@ -109,11 +110,16 @@ def register(
         ready.set()
         await control.run_heartbeats()
 
-    @app.on_partitions_revoked.connect
-    async def settle_revoked(app: faust.App, revoked: set, **_: object) -> None:
+    async def settle_revoked(revoked: set) -> None:
         """Finish (bounded) what is in hand on the revoked partitions and commit it."""
         await asyncio.gather(*(d.settle(revoked, SETTLE_S) for d in deliveries))
         await _commit(app)
+
+    before_revocation(app, settle_revoked)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: faust.App, revoked: set, **_: object) -> None:
+        """What is still in hand there (it missed the settle) is redone by the next owner."""
         for d in deliveries:
             d.forget(revoked)
 

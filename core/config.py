@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         40_000_000, description="Largest accepted width x height (decompression bombs)."
     )
     result_cache_ttl_s: PositiveInt = Field(300, description="Redis TTL of stored results.")
+    commit_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=600,
+        description="Seconds between a worker's offset commits; a rebalance, a drain and a "
+        "shutdown commit at once. Inputs done since the last commit are redone after a crash.",
+    )
 
     # Control plane
     heartbeat_interval_s: float = Field(

@@ -32,7 +32,7 @@ def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App
         # what it holds (agents.pipeline, SETTLE_S), so the next owner does not redo it. A dead
         # member is still noticed after the 6 s session timeout.
         broker_rebalance_timeout=30,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_s,
         # Inputs a stage gave back (rewound during an outage) are never acknowledged: Faust must
         # not wait for them before a rebalance; agents.pipeline settles what is in hand instead.
         stream_wait_empty=False,
