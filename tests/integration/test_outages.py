@@ -38,6 +38,7 @@ from tests.integration.kafka_io import (
 from tests.integration.workers import WorkerProcess, scene_jpeg
 
 IMAGES = 200
+LATE = 10  # published once the dependency is back: some results certainly complete after it
 DOWN_S = 20.0
 # The 320 px detector: four times cheaper on CPU, so the stream is long enough to span the
 # outage without making the test slow.
@@ -57,16 +58,18 @@ async def _through_outage(
     *,
     degraded: bool = True,
 ) -> tuple[list[str], dict, datetime]:
-    """Stream images, stop `dependency` once results flow, restart it after DOWN_S; returns
-    the request ids, their published results and when the dependency came back."""
+    """Stream images, stop `dependency` once results flow, restart it after DOWN_S and publish
+    LATE more (a fast worker may have finished the stream during the outage); returns the
+    request ids, their published results and when the dependency came back."""
     await provision(settings)
     worker = WorkerProcess(settings, folder, "w", FAST)
     names = TopicNames(settings.topic_prefix)
-    ids = [f"{dependency}-{i:03d}" for i in range(IMAGES)]
+    ids = [f"{dependency}-{i:03d}" for i in range(IMAGES + LATE)]
     scenes = [scene_jpeg(i, 320) for i in range(20)]
+    inputs = [(rid, scenes[i % 20], []) for i, rid in enumerate(ids)]
     loop = asyncio.get_running_loop()
     try:
-        await publish(settings, [(rid, scenes[i % 20], []) for i, rid in enumerate(ids)])
+        await publish(settings, inputs[:IMAGES])
         await collect(settings, names.results, ids, 180, any_of=True, to_end=False)
         stop()
         down_at = loop.time()
@@ -81,6 +84,7 @@ async def _through_outage(
         if restarted is not None:
             await restarted
         back_at = datetime.now(UTC)
+        await publish(settings, inputs[IMAGES:])
         records = await collect(settings, names.results, ids, 240)
         await eventually(lambda: _running(settings, pid), 30, "the worker reports `running` again")
         assert worker.process.poll() is None, "the worker died during the outage"
