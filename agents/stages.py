@@ -13,9 +13,10 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -45,6 +46,7 @@ from schemas.topics import STAGE_MESSAGE_MAX_BYTES
 from streams.context import PipelineContext
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Producer(Protocol):
@@ -129,6 +131,14 @@ async def reject(
         ],
     )
     log.info("%s %s at %s: %s (%s)", status, request_id, stage, reason, message)
+
+
+# What a client reads about a claim check that leads nowhere (never the exception's own text).
+_BAD_REF = {
+    ValidationError: "the image reference is not a JSON object with an image_ref",
+    InvalidObjectKey: "the image reference names no object this system stores",
+    ObjectNotFound: "the referenced image does not exist (or no longer)",
+}
 
 
 def poison_message(stage: str, failures: int) -> str:
@@ -238,7 +248,7 @@ async def take_in(
             object_key = ImageRef.model_validate_json(data).image_ref
             data = (await ctx.store.get(object_key)).data
         except (ValidationError, ObjectNotFound, InvalidObjectKey) as exc:
-            await refuse("bad_image_ref", str(exc), object_key)
+            await refuse("bad_image_ref", _BAD_REF[type(exc)], object_key)
             return None
     loop = asyncio.get_running_loop()
     try:
@@ -544,11 +554,65 @@ async def analyse(ctx: PipelineContext, producer: Producer, values: list[bytes])
     await conclude(ctx, producer, [DetectedImage.model_validate_json(v) for v in values])
 
 
-async def run_fused(ctx: PipelineContext, producer: Producer, messages: list[Any]) -> None:
-    """A fused worker's whole pipeline for a batch of images-topic messages, in process: intake
-    (decoding in parallel), one model run, analysis and one batched sink. No stage topics, no
-    PNG round trip."""
-    taken = await asyncio.gather(*(take_in(ctx, producer, m, for_topic=False) for m in messages))
-    admitted = [a for a in taken if a is not None]
-    if admitted:
-        await conclude(ctx, producer, await detect(ctx, producer, admitted))
+async def run_fused(
+    ctx: PipelineContext,
+    producer: Producer,
+    chunks: list[list[Any]],
+    on_batch: Callable[[int, float], None] | None = None,
+) -> None:
+    """A fused worker's whole pipeline for micro-batches of images-topic messages, in process:
+    intake (decoding in parallel on the decode pool), one model run per micro-batch, analysis
+    and one batched sink each. No stage topics, no PNG round trip. The stages overlap: while the
+    model runs micro-batch k, micro-batch k+1 is decoded and k-1 is analysed and stored. The
+    first failure cancels the rest and is raised: the caller's ledger redoes the whole call.
+    `on_batch(size, ms)` is told each model run."""
+    pending: set[asyncio.Future] = set()
+
+    def start(coro: Awaitable[Any]) -> asyncio.Future:
+        task = asyncio.ensure_future(coro)
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        return task
+
+    async def intake(messages: list[Any]) -> list[Admitted]:
+        taken = await all_or_none(take_in(ctx, producer, m, for_topic=False) for m in messages)
+        return [a for a in taken if a is not None]
+
+    try:
+        next_intake = start(intake(chunks[0])) if chunks else None
+        concluding: asyncio.Future | None = None
+        for k in range(len(chunks)):
+            assert next_intake is not None
+            admitted = await next_intake
+            next_intake = start(intake(chunks[k + 1])) if k + 1 < len(chunks) else None
+            if not admitted:
+                continue
+            started = time.perf_counter()
+            detected = await detect(ctx, producer, admitted)
+            if on_batch is not None:
+                on_batch(len(admitted), _ms(started))
+            if concluding is not None:
+                await concluding
+            concluding = start(conclude(ctx, producer, detected))
+        if concluding is not None:
+            await concluding
+    finally:
+        await cancel_all(pending)
+
+
+async def all_or_none(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """`asyncio.gather`, but the first failure cancels the others before it is raised (gather
+    leaves them running: side effects after the caller gave the inputs back)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        await cancel_all(tasks)
+        raise
+
+
+async def cancel_all(tasks: Iterable[asyncio.Future]) -> None:
+    tasks = [t for t in tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

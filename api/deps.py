@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api import tokens
+from api.client_ip import client_ip
 from api.problems import Problem
 from api.services import ApiServices
 from core.access import Principal, allowed
@@ -26,10 +27,6 @@ async def services(request: Request) -> ApiServices:
 
 def services_of(request: Request) -> ApiServices:
     return request.app.state.services
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def audit(
@@ -86,7 +83,12 @@ async def authenticate(svc: ApiServices, bearer: str | None, api_key: str | None
         raise Problem(401, str(exc), code="bad_token", headers=unauthorized) from None
     role = await svc.users.role_of(principal.subject)
     if role is None:
-        raise Problem(401, "the token's user no longer exists or is disabled", headers=unauthorized)
+        raise Problem(
+            401,
+            "the token's user no longer exists or is disabled",
+            code="account_disabled",
+            headers=unauthorized,
+        )
     return Principal(principal.subject, role, "user")
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import problems
+from api.body_limit import BodyLimit
 from api.observe import Observe
 from api.routes import analyze, auth, dashboard, live, rules, servers, system
 from api.services import ApiServices
@@ -52,10 +54,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
 
-    app.add_middleware(Observe, max_request_bytes=settings.api_max_request_bytes)
+    # Inside Observe, so that a refused body is counted and logged like any answer.
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_request_bytes)
+    app.add_middleware(Observe)
 
     for module in (system, auth, analyze, rules, dashboard, servers, live):
+        problems.document(module.router)
         app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, plus the `Problem` schema the error answers refer to and this
+        deployment's own limits (a client generated from it then sends nothing the API refuses
+        for a reason the document does not state)."""
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                problems.openapi_components()
+            )
+            analyze.document_limits(schema, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign] - FastAPI's documented way to extend it
     return app
 
 

@@ -1,5 +1,6 @@
-"""Every HTTP request: the body-size guard, metrics by route template, and a JSON access log
-without secrets.
+"""Every request: metrics by route template, and a JSON access log without
+secrets (one line per HTTP request or WebSocket connection; the path never carries its query
+string, which may hold a token or ticket).
 
 A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware
 runs the app in a task of its own and streams the response back through a memory channel, on
@@ -9,23 +10,31 @@ every request — a good share of an upload's CPU time. This one only watches `s
 from __future__ import annotations
 
 import logging
+import re
 import time
+from datetime import UTC, datetime
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import problems
+from api.client_ip import client_ip
+from infra.logging_setup import ACCESS_LOGGER, redact_server_logs
 
-access_log = logging.getLogger("mugpos.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
+#: A caller's correlation id (`X-Request-ID`), logged when it looks like one.
+_REQUEST_ID = re.compile(rb"^[\w.:@/+=-]{1,128}$")
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, max_request_bytes: int) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_request_bytes = max_request_bytes
+        redact_server_logs()  # the server's own lines quote WebSocket URLs, query and all
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -39,24 +48,33 @@ class Observe:
             await send(message)
 
         try:
-            if self._too_large(scope):
-                response = problems.problem_response(
-                    Request(scope),
-                    413,
-                    f"request body over {self.max_request_bytes} bytes",
-                    code="request_too_large",
-                )
-                await response(scope, receive, watch)
-            else:
-                await self.app(scope, receive, watch)
+            await self.app(scope, receive, watch)
         finally:
             self._record(scope, status, time.perf_counter() - started)
 
-    def _too_large(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                return value.isdigit() and int(value) > self.max_request_bytes
-        return False
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One access line per connection, when it ends: 101, how long it lasted and the close
+        code the app ended it with (4401: refused credentials), or the status of a refused
+        handshake (a close before accepting is uvicorn's 403)."""
+        started = time.perf_counter()
+        status, closed = 500, None
+
+        async def watch(message: Message) -> None:
+            nonlocal status, closed
+            kind = message["type"]
+            if kind == "websocket.accept":
+                status = 101
+            elif kind == "websocket.close":
+                status = 403 if status == 500 else status
+                closed = message.get("code", 1000)
+            elif kind == "websocket.http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self._log(scope, "WS", status, time.perf_counter() - started, close=closed)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         endpoint = getattr(scope.get("route"), "path", "unmatched")
@@ -65,20 +83,28 @@ class Observe:
         if svc is not None:
             svc.metrics.http_requests.labels(method, endpoint, status).inc()
             svc.metrics.http_duration.labels(method, endpoint).observe(elapsed)
+        self._log(scope, method, status, elapsed)
+
+    @staticmethod
+    def _log(
+        scope: Scope, method: str, status: int, elapsed: float, close: int | None = None
+    ) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
         principal = scope.get("state", {}).get("principal")
-        client = scope.get("client")
-        access_log.info(
-            orjson.dumps(
-                {
-                    "method": method,
-                    "path": scope["path"],  # never the query string: it may hold a token
-                    "endpoint": endpoint,
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                    "ip": client[0] if client else None,
-                    "user": principal.subject if principal else None,
-                }
-            ).decode()
-        )
+        line: dict[str, object] = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "method": method,
+            "path": scope["path"],  # never the query string: it may hold a token or ticket
+            "endpoint": getattr(scope.get("route"), "path", "unmatched"),
+            "status": status,
+            "ms": round(elapsed * 1000, 2),
+            "ip": client_ip(HTTPConnection(scope)),
+            "user": principal.subject if principal else None,
+        }
+        if close is not None:
+            line["close"] = close
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _REQUEST_ID.match(value):
+                line["request_id"] = value.decode()
+        access_log.info(orjson.dumps(line).decode())

@@ -1,4 +1,5 @@
-"""Request rate limits with `limits`: shared through Redis when configured, else in process."""
+"""Request rate limits with `limits`, and the login throttle: shared through Redis when
+configured, else in process."""
 
 from __future__ import annotations
 
@@ -8,28 +9,39 @@ import time
 from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from core.config import Settings
+from infra.login_throttle import LoginPolicy, LoginThrottle
 
 log = logging.getLogger(__name__)
 
 
 class RateLimiter:
     def __init__(self, settings: Settings) -> None:
+        # Under a burst, wait for a pooled connection instead of failing the request.
+        pool = (
+            BlockingConnectionPool.from_url(
+                settings.redis_url.get_secret_value(), max_connections=64, timeout=5
+            )
+            if settings.redis_url is not None
+            else None
+        )
         self._storage: Storage = (
             RedisStorage(
                 "async+" + settings.redis_url.get_secret_value(),
                 implementation="redispy",
                 key_prefix=f"{settings.topic_prefix}:ratelimit",
-                # Under a burst, wait for a pooled connection instead of failing the request.
-                connection_pool=BlockingConnectionPool.from_url(
-                    settings.redis_url.get_secret_value(), max_connections=64, timeout=5
-                ),
+                connection_pool=pool,
             )
             if settings.redis_url is not None
             else MemoryStorage()
+        )
+        self.login = LoginThrottle(
+            Redis(connection_pool=pool) if pool is not None else None,
+            settings.topic_prefix,
+            LoginPolicy.from_settings(settings),
         )
         self._limiter = FixedWindowRateLimiter(self._storage)
         self._per_caller = parse(settings.rate_limit)

@@ -2,7 +2,7 @@
 broker, worker and sinks, at the same batch and input size, in one run — and where the CPU goes.
 
     python -m bench.pipeline [--images 300] [--workers 1,2] [--models M1,M2] [--rate R|Fx]
-                             [--repeat N] [--idle S] [--stage all|fused]
+                             [--repeat N] [--idle S] [--stage S ...]
     MUGPOS_MODEL=mugdet-synth:1.0.0 python -m bench.pipeline    # the 320 px model
     python -m bench.pipeline --workers 1 --models mugdet-synth:1.0.0,mugdet-synth:1.1.0 --rate 0.5x
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import itertools
 import os
 import platform
 import shutil
@@ -399,9 +400,16 @@ def start_worker(env: dict[str, str], folder: Path, name: str, stage: str) -> su
 class Row:
     model: str
     workers: int
+    stage: str  # what each worker runs (mugpos worker --stage)
     raw: Raw
     phases: list[Phase]
     idle: dict[str, float]  # share of one core per process group, nothing published
+
+    @property
+    def who(self) -> str:
+        """`1 fused`, `2 staged`: how many workers, running every stage in one agent (`all`) or
+        as separate agents over the stage topics."""
+        return f"{self.workers} {'fused' if self.stage == 'all' else 'staged'}"
 
 
 def cpu_model() -> str:
@@ -443,7 +451,7 @@ def cpu_row(r: Row, p: Phase) -> list[str]:
     busy = sum(p.cpu_s.values()) / (p.cpu_window_s * (os.cpu_count() or 1))
     return [
         r.model.split(":")[-1],
-        f"{r.workers}",
+        r.who,
         p.label,
         f"{p.batch_p50:.0f}",
         f"{worker:.1f}",
@@ -467,7 +475,7 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) -
         f"load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
     )
     print(
-        f"commit {commit()}; worker --stage {args.stage}; batch {args.batch}, source {args.size} px JPEG, "
+        f"commit {commit()}; worker --stage {' / '.join(args.stage)}; batch {args.batch}, source {args.size} px JPEG, "
         f"{args.images} images per phase, repeat {args.repeat}; "
         "services share the cores with the workers"
     )
@@ -496,7 +504,7 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) -
             [
                 r.model.split(":")[-1],
                 f"{r.raw.input_px}",
-                f"{r.workers}",
+                r.who,
                 p.label,
                 f"{r.raw.img_s:.1f}",
                 f"{p.img_s:.1f}",
@@ -550,7 +558,7 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) -
             [
                 [
                     r.model.split(":")[-1],
-                    f"{r.workers}",
+                    r.who,
                     *(
                         f"{100 * r.idle[name]:.1f}"
                         for name in ("worker", *SERVICES, "client", "others")
@@ -572,12 +580,12 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, ...]) -
         for p in r.phases:
             if p.offered is not None and p.img_s < 0.95 * p.offered:
                 print(
-                    f"note: {r.model} {r.workers} worker(s) {p.label}: only {p.img_s:.1f} img/s "
+                    f"note: {r.model} {r.who} worker(s) {p.label}: only {p.img_s:.1f} img/s "
                     "got through, the offered rate overloaded the pipeline (its latency is queueing)"
                 )
     failed = [(r, p) for r in rows for p in r.phases if p.not_ok]
     for r, p in failed:
-        print(f"note: {r.model} {r.workers} worker(s) {p.label}: {p.not_ok} results not 'ok'")
+        print(f"note: {r.model} {r.who} worker(s) {p.label}: {p.not_ok} results not 'ok'")
 
 
 def offered_rate(spec: str, burst: Phase) -> float:
@@ -594,8 +602,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(
         "--stage",
-        default="all",
-        help="what each worker runs: all (the staged agents), fused (one in-process agent)",
+        action="append",
+        help="what each worker runs (mugpos worker --stage): all (the default, fused), or a "
+        "comma-separated list of stages (staged agents over the stage topics); repeat to compare",
     )
     parser.add_argument("--size", type=int, default=640, help="source image size in px")
     parser.add_argument(
@@ -623,6 +632,7 @@ def main() -> None:
         help="seconds of CPU accounting with nothing published, after the warm-up (0: skip)",
     )
     args = parser.parse_args()
+    args.stage = args.stage or ["all"]
     load = os.getloadavg()
     folder = Path(tempfile.mkdtemp(prefix="mugpos-bench-"))
     me = psutil.Process()
@@ -641,8 +651,10 @@ def main() -> None:
         images = scenes(40, args.size)
         rows = []
         for index, model in enumerate(models):
-            for workers in [int(w) for w in args.workers.split(",")]:
-                prefix = f"bench{index}w{workers}"
+            for workers, (s_index, stage) in itertools.product(
+                [int(w) for w in args.workers.split(",")], enumerate(args.stage)
+            ):
+                prefix = f"bench{index}w{workers}s{s_index}"
                 env = {
                     **os.environ,
                     **base,
@@ -660,9 +672,7 @@ def main() -> None:
                     f"{100 * raw.others_share:.0f} % of the machine",
                     flush=True,
                 )
-                procs = [
-                    start_worker(env, folder, f"{prefix}-w{i}", args.stage) for i in range(workers)
-                ]
+                procs = [start_worker(env, folder, f"{prefix}-w{i}", stage) for i in range(workers)]
                 meter = CpuMeter(
                     {
                         "worker": [Watched(p.pid) for p in procs],
@@ -714,7 +724,7 @@ def main() -> None:
                     for proc in procs:
                         proc.terminate()
                         proc.wait(timeout=60)
-                rows.append(Row(model, workers, raw, phases, idle))
+                rows.append(Row(model, workers, stage, raw, phases, idle))
     report(rows, args, load)
 
 

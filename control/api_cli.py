@@ -27,15 +27,15 @@ def api(
     import uvicorn
 
     from api.main import create_app
-    from api.serving import HTTP_PROTOCOL
+    from api.serving import APP_FACTORY, HTTP_PROTOCOL
 
     settings = load_or_exit()
     if settings.jwt_secret is None:
         console.print("[red]error:[/] set MUGPOS_JWT_SECRET (>= 32 random characters) first")
         raise typer.Exit(2)
     # Several processes need the app by name: each builds its own (clients, producer, followers)
-    # from the same MUGPOS_* environment and .env this process read.
-    app = create_app(settings) if workers == 1 else "api.main:create_app"
+    # and configures its logging from the same MUGPOS_* environment and .env this process read.
+    app = create_app(settings) if workers == 1 else APP_FACTORY
     uvicorn.run(
         app,
         factory=workers > 1,
@@ -43,8 +43,9 @@ def api(
         http=HTTP_PROTOCOL,
         host=host or settings.api_host,
         port=port or settings.api_port,
-        log_level=settings.log_level.lower(),
+        log_config=None,  # logging is infra.logging_setup's, in this process and every worker
         access_log=False,  # the app writes its own JSON access log, without query strings
+        proxy_headers=False,  # api.client_ip trusts X-Forwarded-For from MUGPOS_TRUSTED_PROXIES
         timeout_graceful_shutdown=10,  # live subscribers must not hold a restart up
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +16,9 @@ from control.dlq_cli import dlq_app
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
 from control.servers_cli import servers_app
+from control.users_cli import delete_user, disable_user, enable_user, list_keys, revoke_key
 from control.worker_cli import worker
+from core.config import ENV_PREFIX, ConfigError, Settings, load_settings
 
 app = typer.Typer(
     help="H200 Intelligent Mug Positioning System",
@@ -30,23 +32,37 @@ app.add_typer(rules_app, name="rules")
 app.command()(worker)
 app.command()(api)
 app.add_typer(users_app, name="users")
+users_app.command("disable")(disable_user)
+users_app.command("enable")(enable_user)
+users_app.command("delete")(delete_user)
+users_app.command("keys")(list_keys)
+users_app.command("revoke-key")(revoke_key)
 app.add_typer(servers_app, name="servers")
 app.add_typer(dlq_app, name="dlq")
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    from infra.log_throttle import throttle_handlers
+def main(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="MUGPOS_LOG_LEVEL=DEBUG for this command and the processes it starts; the "
+            "drivers stay at MUGPOS_DRIVER_LOG_LEVEL.",
+        ),
+    ] = False,
+) -> None:
+    """Logging for every command, configured in one place (infra.logging_setup)."""
+    from infra.logging_setup import configure_logging
 
-    existing = list(logging.root.handlers)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The API and the demo use aiokafka too: a broker outage must not flood their logs either.
-    # Only the handler made here (not a host's, e.g. pytest's); `mugpos worker` gets new handlers
-    # from Faust, throttled by streams.worker.
-    throttle_handlers(h for h in logging.root.handlers if h not in existing)
+    if verbose:  # in the environment: API worker processes and the demo's children inherit it
+        os.environ[f"{ENV_PREFIX}LOG_LEVEL"] = "DEBUG"
+    try:
+        settings = load_settings()
+    except ConfigError:  # the command itself reports it; until then, the default levels
+        settings = Settings.model_construct()
+    configure_logging(settings.log_level, settings.driver_log_level)
 
 
 @app.command()

@@ -15,16 +15,16 @@ def worker(
     stage: Annotated[
         str,
         typer.Option(
-            help="all (every stage, over the stage topics), fused (every stage in one agent, in "
-            "memory; not yet safe through a dependency outage), or a comma-separated list of "
-            "preprocess, inference, analysis (a split deployment)."
+            help="all (every stage in one agent, images to results in memory: the default), or "
+            "a comma-separated list of preprocess, inference, analysis, each its own agent over "
+            "the stage topics (a split deployment, e.g. many CPU preprocess workers feeding a GPU)."
         ),
     ] = "all",
     concurrency: Annotated[int, typer.Option(min=1, help="Parallel actors per I/O stage.")] = 1,
     datadir: Annotated[
         Path | None, typer.Option(help="Faust state folder (one per worker).")
     ] = None,
-    loglevel: Annotated[str, typer.Option()] = "INFO",
+    loglevel: Annotated[str | None, typer.Option(help="Default: MUGPOS_LOG_LEVEL.")] = None,
 ) -> None:
     """Consume the images topic and produce results; scale out by starting more workers."""
     from agents.pipeline import FUSED, STAGES, register
@@ -34,11 +34,8 @@ def worker(
     from streams.worker import PipelineWorker
 
     settings = load_or_exit()
-    if stage in ("all", "fused"):
-        enabled = STAGES if stage == "all" else (FUSED,)
-    else:
-        enabled = tuple(s.strip() for s in stage.split(","))
-    if stage not in ("all", "fused") and not set(enabled) <= set(STAGES):
+    enabled = (FUSED,) if stage == "all" else tuple(s.strip() for s in stage.split(","))
+    if stage != "all" and not set(enabled) <= set(STAGES):
         console.print(
             f"[red]error:[/] unknown stage {stage!r}; use all or a list of {', '.join(STAGES)}"
         )
@@ -47,4 +44,7 @@ def worker(
     # A port of its own, so several workers on one host never clash on Faust's default 6066.
     app = create_app(settings, datadir=folder, web_port=free_port())
     drain = register(app, PipelineContext.open(settings), enabled, concurrency)
-    PipelineWorker(app, loglevel=loglevel, quiet=True, before_stop=drain).execute_from_commandline()
+    # Faust sets up the root logger itself, at this level; the drivers keep theirs (cli.main).
+    PipelineWorker(
+        app, loglevel=loglevel or settings.log_level, quiet=True, before_stop=drain
+    ).execute_from_commandline()

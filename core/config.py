@@ -7,6 +7,7 @@ later deep inside a client library.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -171,9 +172,31 @@ class Settings(BaseSettings):
     api_max_request_bytes: PositiveInt = Field(
         64 * 1024 * 1024, description="Largest request body the API reads (413 above it)."
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is "
+        "believed; empty: the direct peer is the client.",
+    )
+    login_free_failures: PositiveInt = Field(
+        5, description="Failed logins of one account from one IP before each retry is delayed."
+    )
+    login_delay_base_s: float = Field(
+        1.0, gt=0, le=3600, description="First delay after the free failures; doubles each time."
+    )
+    login_delay_max_s: float = Field(
+        900.0, gt=0, le=86400, description="Longest delay between login attempts of one account."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token `/metrics` asks for (secret); unset: `/metrics` is open."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process."
+    )
+    driver_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description="Log level of the database, Kafka, Redis, S3 and HTTP client libraries; "
+        "their DEBUG output quotes whole documents and requests, so `-v` leaves them alone.",
     )
 
     @field_validator("kafka_bootstrap")
@@ -286,6 +309,26 @@ class Settings(BaseSettings):
         if not _RATE.match(value.strip()):
             raise ValueError("must look like `100/minute` (second, minute, hour or day)")
         return value.strip()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        networks = []
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                networks.append(str(ipaddress.ip_network(part, strict=False)))
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
+        return ",".join(networks)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("device")
     @classmethod

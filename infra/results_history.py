@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -74,6 +74,15 @@ class BadCursor(ValueError):
     pass
 
 
+def as_utc(when: datetime) -> datetime:
+    """`when` in UTC (naive counts as UTC), as MongoDB compares it. ValueError when its offset
+    moves it past year 1 or 9999: pymongo would fail with an OverflowError encoding the query."""
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
+
+
 def encode_cursor(document: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(
         orjson.dumps([document["completed_at"], document["request_id"]])
@@ -83,7 +92,7 @@ def encode_cursor(document: dict[str, Any]) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         when, request_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(when), str(request_id)
+        return as_utc(datetime.fromisoformat(when)), str(request_id)
     except (ValueError, TypeError) as exc:
         raise BadCursor("the cursor is not one this API returned") from exc
 

@@ -107,6 +107,7 @@ class Delivery:
         self._paused: set[TP] = set()
         self._seeks: dict[TP, asyncio.Future] = {}
         self._resumer: asyncio.Task | None = None
+        self._closed: tuple[int, set[TP]] = (-1, set())  # (generation, partitions being revoked)
         self._down: str | None = None
         self.rewinds = 0
         self.poisoned = 0
@@ -123,6 +124,9 @@ class Delivery:
             return None
         # Faust's own TP type (message.tp may be aiokafka's): it goes into pause/resume sets.
         tp, offset = TP(message.topic, message.partition), message.offset
+        generation, closing = self._closed
+        if tp in closing and generation == message.generation_id:
+            return None  # being revoked: the next owner reads it from the committed offset
         expected = self._expect.get(tp)
         if expected is not None:
             if offset != expected:
@@ -314,6 +318,13 @@ class Delivery:
         self._paused.clear()
 
     # --- rebalance and shutdown ---------------------------------------------------------------
+    def close(self, tps: set[TP]) -> None:
+        """Partitions about to be revoked: take nothing more from them in this generation. An
+        input taken after the settle's commit would be acknowledged behind inputs abandoned
+        there, and Faust would then commit past those."""
+        revoked = {TP(tp.topic, tp.partition) for tp in tps}
+        self._closed = (self._app.consumer_generation_id, revoked)
+
     async def settle(self, tps: set[TP] | None, timeout_s: float) -> None:
         """Wait (bounded) for the inputs in hand on `tps` (all when None) to finish, so that
         their offsets are committed by this worker instead of being redone by the next."""

@@ -11,6 +11,7 @@ import faust
 
 from infra.kafka_backoff import install_reconnect_backoff
 from infra.log_throttle import throttle_handlers
+from infra.logging_setup import RedactCredentials
 
 
 class PipelineWorker(faust.Worker):
@@ -50,3 +51,5 @@ class PipelineWorker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
         throttle_handlers(logger.handlers)
+        for handler in logger.handlers:  # no credential in a worker's log either
+            handler.addFilter(RedactCredentials())

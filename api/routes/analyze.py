@@ -3,30 +3,72 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import zipfile
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 from sse_starlette.sse import EventSourceResponse
 
 from api.deps import audit_later, require, services
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.routes import links
 from api.services import ApiServices
-from api.uploads import INLINE_MAX_BYTES, Accepted, check_image, check_options, enqueue
+from api.uploads import (
+    INLINE_MAX_BYTES,
+    Accepted,
+    check_image,
+    check_options,
+    enqueue,
+    expand_batch,
+)
 from core.access import Principal
+from core.config import Settings
 from core.imaging.annotate import annotate
+from core.imaging.decode import CONTENT_TYPES
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key
-from infra.results_history import BadCursor, ResultQuery, query_results
+from infra.results_history import BadCursor, ResultQuery, as_utc, query_results
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
 Services = Annotated[ApiServices, Depends(services)]
+_ONE = f"{router.prefix}/{{request_id}}"
 _SOURCE = r"^[A-Za-z0-9._:-]{1,128}$"
+# The form field: FastAPI reads an empty form field as an absent one, so "" means "api" too.
+SourceField = Annotated[
+    str,
+    Form(
+        pattern=r"^[A-Za-z0-9._:-]{0,128}$", description="Where the image comes from; empty: api."
+    ),
+]
+
+
+def _iso_8601(value: object) -> object:
+    """ISO 8601 text only, as the document's `date-time` says: pydantic alone would also take
+    `0.5` for a Unix time."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+# A time filter, in UTC: one whose offset moves it past year 1 or 9999 is a 422, not a 500.
+UtcDatetime = Annotated[datetime, BeforeValidator(_iso_8601), AfterValidator(as_utc)]
+# The `options` form field: JSON text, documented as the object it carries (generated clients
+# then send a JSON part); api.uploads.check_options parses and checks it.
+Options = Annotated[
+    str | None,
+    Form(description='Processing options as a JSON object, e.g. {"confidence": 0.3}.'),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "confidence": {
+                    "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]
+                }
+            },
+        }
+    ),
+]
 
 
 class Submitted(BaseModel):
@@ -86,26 +128,59 @@ async def _read_limited(svc: ApiServices, upload: UploadFile) -> bytes:
     return data
 
 
+# What an upload is refused for once it is read (api.uploads.check_image and check_options).
+_UPLOAD_CODES = {
+    "empty_input": 400,
+    "too_large": 413,
+    "too_many_pixels": 413,
+    "unsupported_format": 415,
+    "content_type_mismatch": 415,
+    "truncated_image": 422,
+    "decode_error": 422,
+    "animated_image": 422,
+    "bad_headers": 422,
+}
+
+
 @router.post(
     "",
     status_code=202,
     response_model=Submitted,
-    responses={200: {"description": "The result, when `wait` was given and it was ready."}},
+    responses={
+        202: {
+            "links": links(
+                "request_id",
+                GetResult=("GET", _ONE),
+                GetImage=("GET", f"{_ONE}/image"),
+                ResultEvents=("GET", f"{_ONE}/events"),
+            )
+        },
+        200: {
+            "description": "The result, when `wait` was given and it was ready.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **problem_responses(**_UPLOAD_CODES, wait_too_long=422),
+    },
 )
 async def submit(
     request: Request,
     svc: Services,
     _: Annotated[Principal, Depends(require("write:analysis"))],
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF.")],
-    source_id: Annotated[str, Form(pattern=_SOURCE)] = "api",
-    options: Annotated[str | None, Form(description='JSON, e.g. {"confidence": 0.3}')] = None,
+    source_id: SourceField = "api",
+    options: Options = None,
     wait: Annotated[
-        int | None, Query(ge=0, description="Milliseconds to wait for the result.")
-    ] = None,
+        int,
+        Query(
+            ge=0,
+            description="Milliseconds to wait for the result (0: answer at once); at most "
+            "MUGPOS_API_MAX_WAIT_MS, the `maximum` stated here.",
+        ),
+    ] = 0,
 ) -> Any:
     """Check the image, enqueue it (durable in Kafka) and answer 202 — or the result, when
     `wait` is given and the pipeline finishes within it."""
-    if wait is not None and wait > svc.settings.api_max_wait_ms:
+    if wait > svc.settings.api_max_wait_ms:
         raise Problem(
             422, f"wait is at most {svc.settings.api_max_wait_ms} ms", code="wait_too_long"
         )
@@ -135,38 +210,35 @@ async def wait_for_result(svc: ApiServices, request_id: str, timeout_s: float) -
             return None
 
 
-@router.post("/batch", status_code=202, response_model=BatchSubmitted)
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchSubmitted,
+    responses=problem_responses(empty_batch=400, batch_too_large=413, bad_zip=422, bad_headers=422),
+)
 async def submit_batch(
     request: Request,
     svc: Services,
     _: Annotated[Principal, Depends(require("write:analysis"))],
-    images: Annotated[list[UploadFile], File(description="Images, or one .zip of images.")],
-    source_id: Annotated[str, Form(pattern=_SOURCE)] = "api",
-    options: Annotated[str | None, Form()] = None,
+    images: Annotated[
+        list[UploadFile], File(min_length=1, description="Images, or one .zip of images.")
+    ],
+    source_id: SourceField = "api",
+    options: Options = None,
 ) -> BatchSubmitted:
     """Several images (or a zip of them); each is checked and enqueued on its own, so one bad file
     does not refuse the others."""
     parsed = check_options(options)
-    files: list[tuple[str, bytes, str | None]] = []
-    for upload in images:
-        data = await upload.read()  # bounded by MUGPOS_API_MAX_REQUEST_BYTES; size checked per item
-        if zipfile.is_zipfile(io.BytesIO(data)):
-            files.extend(_unzip(svc, data))
-        else:
-            files.append((upload.filename or "image", data, upload.content_type))
+    # Bounded by MUGPOS_API_MAX_REQUEST_BYTES; zips are inflated off the event loop.
+    uploads = [(u.filename or "image", await u.read(), u.content_type) for u in images]
+    files = await asyncio.to_thread(expand_batch, uploads, svc.settings)
     if not files:
         raise Problem(400, "no images in the request", code="empty_batch")
-    if len(files) > svc.settings.api_max_batch_items:
-        raise Problem(
-            413,
-            f"{len(files)} images; a batch holds at most {svc.settings.api_max_batch_items}",
-            code="batch_too_large",
-        )
     items: list[BatchItem] = []
     for name, data, declared in files:
         try:
-            if len(data) > svc.settings.max_image_bytes:
-                raise Problem(413, f"{name}: over the byte limit", code="too_large")
+            if isinstance(data, Problem):  # refused while expanding: reported like any bad file
+                raise data
             kind, width, height = check_image(svc, data, declared, name)
         except Problem as exc:
             svc.metrics.analysis_requests.labels("refused").inc()
@@ -185,24 +257,7 @@ async def submit_batch(
     return BatchSubmitted(accepted=len(accepted), refused=len(items) - len(accepted), items=items)
 
 
-def _unzip(svc: ApiServices, data: bytes) -> list[tuple[str, bytes, str | None]]:
-    """The zip's files. An entry over the byte limit is not expanded (zip bombs); it stands in
-    as an over-limit placeholder, so it is refused like any oversize file."""
-    limit = svc.settings.max_image_bytes
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            entries = [e for e in archive.infolist() if not e.is_dir()]
-            if len(entries) > svc.settings.api_max_batch_items:
-                raise Problem(413, f"the zip holds {len(entries)} files", code="batch_too_large")
-            return [
-                (e.filename, archive.read(e) if e.file_size <= limit else bytes(limit + 1), None)
-                for e in entries
-            ]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
-        raise Problem(422, f"cannot read the zip: {exc}", code="bad_zip") from None
-
-
-@router.get("/{request_id}", name="get_result", responses={404: {}, 200: {}})
+@router.get("/{request_id}", name="get_result", responses=problem_responses(unknown_request=404))
 async def get_result(
     request_id: str,
     svc: Services,
@@ -217,7 +272,7 @@ async def get_result(
     return found
 
 
-@router.get("", response_model=ResultPage)
+@router.get("", response_model=ResultPage, responses=problem_responses(bad_cursor=400))
 async def list_results(
     svc: Services,
     _: Annotated[Principal, Depends(require("read:analysis"))],
@@ -225,8 +280,8 @@ async def list_results(
     status: Literal["pending", "ok", "rejected", "failed"] | None = None,
     failed_rule: Annotated[str | None, Query(max_length=64, description="A rule id.")] = None,
     min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: UtcDatetime | None = None,
+    until: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ResultPage:
@@ -242,7 +297,13 @@ async def list_results(
 @router.get(
     "/{request_id}/image",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 404: {}},
+    responses={
+        200: {
+            "description": "The original as uploaded, or the annotated JPEG.",
+            "content": {media_type: {} for media_type in sorted(set(CONTENT_TYPES.values()))},
+        },
+        **problem_responses(no_image=404),
+    },
 )
 async def get_image(
     request_id: str,
@@ -289,7 +350,14 @@ def _render(original: bytes, result: dict[str, Any]) -> bytes:
     return annotate(original, detections, mugs)
 
 
-@router.get("/{request_id}/events", response_class=EventSourceResponse)
+@router.get(
+    "/{request_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **problem_responses(unknown_request=404),
+    },
+)
 async def result_events(
     request_id: str,
     svc: Services,
@@ -298,7 +366,10 @@ async def result_events(
         int, Query(alias="timeout", ge=1, le=300, description="Seconds to wait.")
     ] = 60,
 ) -> EventSourceResponse:
-    """Server-sent events for one request: `pending`, then `result` (or `timeout`)."""
+    """Server-sent events for one request: `pending`, then `result` (or `timeout`). A request id
+    nobody submitted is a 404 at once rather than a connection held open for `timeout`."""
+    if await svc.results.find(request_id) is None:
+        raise Problem(404, f"no request {request_id}", code="unknown_request")
 
     async def events():
         yield {"event": "pending", "data": orjson.dumps({"request_id": request_id}).decode()}
@@ -309,3 +380,11 @@ async def result_events(
             yield {"event": "result", "data": orjson.dumps(result).decode()}
 
     return EventSourceResponse(events())
+
+
+def document_limits(schema: dict[str, Any], settings: Settings) -> None:
+    """State this deployment's longest `wait` (MUGPOS_API_MAX_WAIT_MS) in its OpenAPI document:
+    a longer one is refused (422 `wait_too_long`), and the document should say so."""
+    for parameter in schema["paths"][router.prefix]["post"]["parameters"]:
+        if parameter["name"] == "wait":
+            parameter["schema"]["maximum"] = settings.api_max_wait_ms

@@ -1,36 +1,71 @@
-"""`WS /ws/control-plane`: results (optionally for one source) and system events, live."""
+"""`WS /ws/control-plane`: results (optionally for one source) and system events, live; and
+`POST /api/v1/ws-ticket`, how a browser opens it without putting its token in the URL."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from typing import Annotated
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Response, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
 
-from api import tokens
-from api.deps import authenticate
-from api.problems import Problem
-from core.access import allowed
+from api.deps import authenticate, require, services
+from api.problems import Problem, problem_responses
+from api.services import ApiServices
+from core.access import Principal, allowed
+from infra.ws_tickets import TicketStore, TicketStoreUnavailable
 
 router = APIRouter(tags=["live"])
-POLICY_VIOLATION = 1008
+log = logging.getLogger(__name__)
+MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
+
+
+class WsTicket(BaseModel):
+    ticket: str = Field(description="Open the WebSocket with `?ticket=` within `expires_in` s.")
+    expires_in: int = Field(description="Seconds the ticket stays valid; it is good for one use.")
+
+
+@router.post(
+    "/api/v1/ws-ticket",
+    response_model=WsTicket,
+    responses=problem_responses(ticket_store_unavailable=503),
+)
+async def ws_ticket(
+    response: Response,
+    svc: Annotated[ApiServices, Depends(services)],
+    principal: Annotated[Principal, Depends(require("read:analysis"))],
+) -> WsTicket:
+    """A single-use ticket for `WS /ws/control-plane?ticket=…`, valid for 30 s. Browsers cannot
+    set headers on a WebSocket; a ticket keeps their token out of URLs, and so out of logs."""
+    store = _tickets(svc)
+    try:
+        ticket = await store.issue(principal)
+    except TicketStoreUnavailable as exc:
+        raise _tickets_unavailable(exc) from None
+    response.headers["Cache-Control"] = "no-store"
+    return WsTicket(ticket=ticket, expires_in=int(store.ttl_s))
 
 
 @router.websocket("/ws/control-plane")
 async def control_plane(websocket: WebSocket, source_id: str | None = None) -> None:
-    """Authenticate with `?token=<jwt>` (browsers cannot set headers), an Authorization header
-    or `X-API-Key`; needs read:analysis. Sends `{"type": "result"|..., "data": {...}}` frames."""
-    svc = websocket.app.state.services
-    header = websocket.headers.get("authorization", "")
-    bearer = websocket.query_params.get("token") or header.removeprefix("Bearer ").strip() or None
+    """Authenticate with `?ticket=` (from POST /api/v1/ws-ticket: browsers), an Authorization
+    header or `X-API-Key` (other clients); `?token=<jwt>` still works but puts the token in the
+    URL. Needs read:analysis. Sends `{"type": "result"|..., "data": {...}}` frames. A refused
+    caller's socket is closed with 4401 (no, bad or used credentials), 4403 (not allowed) or
+    4503 (tickets cannot be checked now; retry), the reason starting with the problem's code."""
+    svc: ApiServices = websocket.app.state.services
     try:
-        principal = await authenticate(svc, bearer, websocket.headers.get("x-api-key"))
-    except (Problem, tokens.InvalidToken) as exc:
-        await websocket.close(POLICY_VIOLATION, reason=str(exc)[:120])
+        principal = await _caller(websocket, svc)
+        if not allowed(principal.role, "read:analysis"):
+            raise Problem(
+                403, f"role {principal.role!r} lacks permission 'read:analysis'", code="forbidden"
+            )
+    except Problem as problem:
+        await _refuse(websocket, problem)
         return
-    if not allowed(principal.role, "read:analysis"):
-        await websocket.close(POLICY_VIOLATION, reason="forbidden")
-        return
+    websocket.state.principal = principal  # for the access log
     await websocket.accept()
     with svc.hub.subscribe(source_id) as subscription:
         await websocket.send_json(
@@ -44,6 +79,55 @@ async def control_plane(websocket: WebSocket, source_id: str | None = None) -> N
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
+
+
+async def _caller(websocket: WebSocket, svc: ApiServices) -> Principal:
+    """Who opens the socket: by ticket, else by token or API key; raises Problem."""
+    ticket = websocket.query_params.get("ticket")
+    if ticket is None:
+        header = websocket.headers.get("authorization", "")
+        bearer = websocket.query_params.get("token") or header.removeprefix("Bearer ").strip()
+        return await authenticate(svc, bearer or None, websocket.headers.get("x-api-key"))
+    try:
+        holder = await _tickets(svc).redeem(ticket)
+    except TicketStoreUnavailable as exc:
+        raise _tickets_unavailable(exc) from None
+    if holder is None:
+        raise Problem(
+            401,
+            "unknown, expired or already used ticket; get a new one from POST /api/v1/ws-ticket",
+            code="bad_ticket",
+        )
+    if holder.kind == "api_key":
+        return holder
+    role = await svc.users.role_of(holder.subject)  # a ban or demotion since the ticket counts
+    if role is None:
+        raise Problem(401, "the ticket's user no longer exists or is disabled", code="bad_ticket")
+    return Principal(holder.subject, role, "user")
+
+
+def _tickets(svc: ApiServices) -> TicketStore:
+    return TicketStore(svc.redis, svc.db, svc.settings.topic_prefix)
+
+
+def _tickets_unavailable(exc: TicketStoreUnavailable) -> Problem:
+    log.warning("WebSocket tickets unavailable: %s", exc.__cause__ or exc)
+    return Problem(
+        503,
+        "WebSocket tickets cannot be issued or checked right now; retry shortly",
+        code="ticket_store_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _refuse(websocket: WebSocket, problem: Problem) -> None:
+    """Accept, then close with 4000 + the HTTP status (4401, 4403, 4503) and `code: detail` as
+    the reason, as graphql-ws does: a browser's WebSocket API shows a close code and reason, but
+    never the status of a refused handshake."""
+    await websocket.accept()
+    text = f"{problem.code}: {problem.detail}" if problem.code else problem.detail
+    reason = text.encode()[:MAX_REASON_BYTES]
+    await websocket.close(4000 + problem.status, reason.decode(errors="ignore"))
 
 
 async def _forward(websocket: WebSocket, queue: asyncio.Queue) -> None:

@@ -13,10 +13,11 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import audit, require, services
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.routes import links
 from api.services import ApiServices
 from core.access import Principal
 from core.rules import (
@@ -34,11 +35,26 @@ from infra.results_history import recent_facts
 from infra.rules_store import RuleNotFound, RuleUnreadable, StoredRule
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+_ONE = f"{router.prefix}/{{rule_id}}"
 Services = Annotated[ApiServices, Depends(services)]
+# A version number as MongoDB can hold it (a signed 64-bit integer): a larger one is a 422, not
+# an OverflowError while encoding the query.
+Version = Annotated[int | None, Query(ge=1, le=2**63 - 1)]
 
 
 class RuleInput(BaseModel):
     """Either `text` (plain English) or `rule` (the structured form)."""
+
+    # The document states the check below, so that clients (and schemathesis) know it: exactly
+    # one of the two is present and not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["rule"], "properties": {"rule": {"type": "object"}}},
+            ]
+        }
+    )
 
     text: str | None = Field(
         None, min_length=1, max_length=500, examples=["Every mug must be on a coaster."]
@@ -85,6 +101,10 @@ def _too_complex(exc: RuleTooComplex) -> Problem:
     return Problem(422, str(exc), code=exc.code, **exc.as_dict())
 
 
+# What a rule in a body can be refused for, beyond its JSON shape (`_spec`).
+_RULE_CODES = {"rule_syntax": 422, "rule_too_complex": 422, "rule_invalid": 422}
+
+
 def _unreadable(exc: RuleUnreadable) -> Problem:
     return Problem(409, str(exc), code="rule_unreadable", rule_id=exc.rule_id)
 
@@ -118,7 +138,7 @@ async def _get(svc: ApiServices, rule_id: str, version: int | None = None) -> St
         raise _unreadable(exc) from None
 
 
-@router.post("/parse", response_model=ParsedRule)
+@router.post("/parse", response_model=ParsedRule, responses=problem_responses(**_RULE_CODES))
 async def parse(
     body: RuleInput, _: Annotated[Principal, Depends(require("read:rules"))]
 ) -> ParsedRule:
@@ -136,7 +156,24 @@ async def list_rules(
     return [_out(r) for r in await svc.rules.latest()]
 
 
-@router.post("", status_code=201, response_model=RuleOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=RuleOut,
+    responses={
+        201: {
+            "links": links(
+                "rule_id",
+                GetRule=("GET", _ONE),
+                RuleVersions=("GET", f"{_ONE}/versions"),
+                UpdateRule=("PUT", _ONE),
+                DisableRule=("DELETE", _ONE),
+                BacktestRule=("POST", f"{_ONE}/backtest"),
+            )
+        },
+        **problem_responses(**_RULE_CODES),
+    },
+)
 async def create_rule(
     body: RuleInput,
     request: Request,
@@ -148,17 +185,25 @@ async def create_rule(
     return _out(rule)
 
 
-@router.get("/{rule_id}", response_model=RuleOut)
+@router.get(
+    "/{rule_id}",
+    response_model=RuleOut,
+    responses=problem_responses(unknown_rule=404, rule_unreadable=409),
+)
 async def get_rule(
     rule_id: str,
     svc: Services,
     _: Annotated[Principal, Depends(require("read:rules"))],
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Version = None,
 ) -> RuleOut:
     return _out(await _get(svc, rule_id, version))
 
 
-@router.get("/{rule_id}/versions", response_model=list[RuleOut])
+@router.get(
+    "/{rule_id}/versions",
+    response_model=list[RuleOut],
+    responses=problem_responses(unknown_rule=404, rule_unreadable=409),
+)
 async def rule_versions(
     rule_id: str, svc: Services, _: Annotated[Principal, Depends(require("read:rules"))]
 ) -> list[RuleOut]:
@@ -170,7 +215,11 @@ async def rule_versions(
         raise _unreadable(exc) from None
 
 
-@router.put("/{rule_id}", response_model=RuleOut)
+@router.put(
+    "/{rule_id}",
+    response_model=RuleOut,
+    responses=problem_responses(unknown_rule=404, **_RULE_CODES),
+)
 async def update_rule(
     rule_id: str,
     body: RuleInput,
@@ -188,7 +237,11 @@ async def update_rule(
     return _out(rule)
 
 
-@router.delete("/{rule_id}", response_model=RuleOut)
+@router.delete(
+    "/{rule_id}",
+    response_model=RuleOut,
+    responses=problem_responses(unknown_rule=404, rule_unreadable=409),
+)
 async def disable_rule(
     rule_id: str,
     request: Request,
@@ -202,13 +255,16 @@ async def disable_rule(
     return _out(rule)
 
 
-@router.post("/{rule_id}/backtest")
+@router.post(
+    "/{rule_id}/backtest",
+    responses=problem_responses(unknown_rule=404, rule_unreadable=409, rule_invalid=422),
+)
 async def backtest_rule(
     rule_id: str,
     svc: Services,
     _: Annotated[Principal, Depends(require("read:rules"))],
     last: Annotated[int, Query(ge=1, le=10_000)] = 500,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Version = None,
 ) -> dict[str, Any]:
     """Pass/fail counts of the rule over the facts stored with the last `last` results."""
     rule = await _get(svc, rule_id, version)

@@ -6,13 +6,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, model_validator
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from api.deps import audit, require, services
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.services import ApiServices
 from core.access import Principal
 from schemas.control import BROADCAST, LIVE_SETTINGS, MAX_BATCH_CEILING, Action, ControlCommand
@@ -22,9 +30,56 @@ Services = Annotated[ApiServices, Depends(services)]
 ACK_WAIT_S = 5.0
 
 
+# What `_check` below accepts, per action, stated in the document for clients (and schemathesis).
+_PARAMS_BY_ACTION: dict[str, Any] = {
+    "oneOf": [
+        {
+            "required": ["action", "params"],
+            "properties": {
+                "action": {"const": "set"},
+                "params": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "additionalProperties": False,
+                    "properties": {
+                        "max_batch": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_BATCH_CEILING,
+                        },
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    },
+                },
+            },
+        },
+        {
+            "required": ["action", "params"],
+            "properties": {
+                "action": {"const": "switch_model"},
+                "params": {
+                    "type": "object",
+                    "required": ["model"],
+                    "additionalProperties": False,
+                    "properties": {"model": {"type": "string", "pattern": ":"}},
+                },
+            },
+        },
+        {
+            "properties": {
+                "action": {"enum": sorted(set(get_args(Action)) - {"set", "switch_model"})},
+                "params": {"type": "object", "maxProperties": 0},
+            },
+        },
+    ]
+}
+
+
 class CommandRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_PARAMS_BY_ACTION)
+
     action: Action
-    params: dict[str, float | int | str] = Field(
+    # Strict: JSON `true` is no number here (pydantic would read it as 1).
+    params: dict[str, StrictInt | StrictFloat | StrictStr] = Field(
         default_factory=dict,
         examples=[{"max_batch": 4}, {"confidence": 0.3}, {"model": "mugdet-synth:1.0.0"}],
     )
@@ -38,10 +93,15 @@ class CommandRequest(BaseModel):
             if not self.params or unknown:
                 raise ValueError(f"set takes {sorted(LIVE_SETTINGS)}; got {sorted(self.params)}")
             batch = self.params.get("max_batch")
-            if batch is not None and (
-                not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH_CEILING
-            ):
-                raise ValueError(f"max_batch must be an integer from 1 to {MAX_BATCH_CEILING}")
+            if batch is not None:
+                # 4.0 is an integer to JSON Schema (and so to clients generated from it).
+                if (  # the range first: int() of NaN or infinity raises
+                    isinstance(batch, str)
+                    or not 1 <= batch <= MAX_BATCH_CEILING
+                    or batch != int(batch)
+                ):
+                    raise ValueError(f"max_batch must be an integer from 1 to {MAX_BATCH_CEILING}")
+                self.params["max_batch"] = int(batch)
             confidence = self.params.get("confidence")
             if confidence is not None and (isinstance(confidence, str) or not 0 <= confidence <= 1):
                 raise ValueError("confidence must be a number from 0 to 1")
@@ -70,9 +130,13 @@ async def list_servers(
     return svc.registry.view(await _lags(svc))
 
 
-@router.post("/{worker_id}/commands", status_code=202)
+@router.post(
+    "/{worker_id}/commands", status_code=202, responses=problem_responses(unknown_worker=404)
+)
 async def send_command(
-    worker_id: str,
+    worker_id: Annotated[
+        str, Path(description="A worker's id, or `all` for every worker.", examples=["all"])
+    ],
     body: CommandRequest,
     request: Request,
     svc: Services,

@@ -2,21 +2,29 @@
 
 The format comes from the magic bytes, never from a header or file name. Size limits are checked
 before decoding (bytes) and from the header before pixels are allocated (decompression bombs).
+A PNG or JPEG must be structurally whole first (core.imaging.integrity: chunk CRCs, markers up
+to the end of the image), in the API's header-only probe as in the worker's full decode.
 EXIF orientation is applied and every mode (16-bit, CMYK, palette, alpha) ends as 8-bit RGB.
-Each refusal carries a stable reason code for dead-letter records and `rejected` results.
+Each refusal carries a stable reason code for dead-letter records and `rejected` results, and a
+message in fixed wording: it reaches whoever sent the file, so it never carries a decoder's
+exception text (logged at debug level instead).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps
+
+from core.imaging.integrity import Damaged, check_integrity
 
 # Reason codes (the DLQ contract).
 EMPTY = "empty_input"
@@ -42,6 +50,8 @@ CONTENT_TYPES = {
     "bmp": "image/bmp",
     "tiff": "image/tiff",
 }
+_PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
+log = logging.getLogger(__name__)
 
 
 class ImageRejected(ValueError):
@@ -96,12 +106,19 @@ def _check_bytes(data: bytes, limits: ImageLimits) -> str:
         )
     if kind not in SUPPORTED:
         raise ImageRejected(UNSUPPORTED_FORMAT, f"{kind.upper()} images are not supported")
+    try:
+        check_integrity(data, kind)
+    except Damaged as exc:
+        if exc.truncated:
+            raise ImageRejected(TRUNCATED, f"the {kind.upper()} file is cut short: {exc}") from None
+        raise ImageRejected(DECODE_ERROR, f"the {kind.upper()} file is damaged: {exc}") from None
     return kind
 
 
-def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
-    """The image opened from its header only: sizes and frames checked, no pixel allocated."""
-    image = Image.open(io.BytesIO(data))
+def _open_checked(data: bytes, kind: str, limits: ImageLimits) -> Image.Image:
+    """The image opened from its header only, by the sniffed format's decoder alone: sizes and
+    frames checked, no pixel allocated."""
+    image = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[kind]])
     width, height = image.size
     if width * height > limits.max_pixels:
         raise ImageRejected(
@@ -125,21 +142,20 @@ def _reasons(kind: str) -> Iterator[None]:
             yield
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(TOO_MANY_PIXELS, str(exc)) from None
-    except OSError as exc:
-        reason = (
-            TRUNCATED
-            if "truncated" in str(exc).lower() or "end of" in str(exc).lower()
-            else DECODE_ERROR
-        )
-        raise ImageRejected(reason, f"cannot decode the {kind.upper()} data: {exc}") from None
-    except (UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise ImageRejected(DECODE_ERROR, f"cannot decode the {kind.upper()} data: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(TOO_MANY_PIXELS, "the image has too many pixels to decode") from None
     except Exception as exc:
-        # e.g. ultralytics patches Image.open to import an optional HEIF plugin on failure.
+        # OSError, UnidentifiedImageError, ValueError, SyntaxError from the decoders; anything
+        # else too (ultralytics patches Image.open to import an optional HEIF plugin on failure).
+        log.debug("%s decoder failed", kind, exc_info=True)
+        if isinstance(exc, OSError) and any(
+            word in str(exc).lower() for word in ("truncated", "end of")
+        ):
+            raise ImageRejected(
+                TRUNCATED, f"the {kind.upper()} file is cut short: the image data ends early"
+            ) from None
         raise ImageRejected(
-            DECODE_ERROR, f"cannot decode the {kind.upper()} data: {type(exc).__name__}: {exc}"
+            DECODE_ERROR, f"the {kind.upper()} file is damaged: the decoder cannot read it"
         ) from None
 
 
@@ -148,22 +164,39 @@ def probe_image(data: bytes, limits: ImageLimits | None = None) -> tuple[str, in
     limits = limits or ImageLimits()
     kind = _check_bytes(data, limits)
     with _reasons(kind):
-        image = _open_checked(data, limits)
+        image = _open_checked(data, kind, limits)
         return kind, image.width, image.height
 
 
-def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, limits: ImageLimits | None = None, *, fit: int | None = None
+) -> DecodedImage:
+    """The whole image as RGB, or, with `fit` (the side of the square it will be letterboxed
+    into), a JPEG decoded at the smallest DCT scale (1/2, 1/4 or 1/8) that still leaves at least
+    as many pixels as the letterbox keeps: libjpeg then skips most of the work, which costs far
+    less than decoding everything and shrinking it afterwards. `width` and `height` are always
+    the original's (orientation applied), whatever size `pixels` has."""
     limits = limits or ImageLimits()
     kind = _check_bytes(data, limits)
     with _reasons(kind):
-        image = _open_checked(data, limits)
+        image = _open_checked(data, kind, limits)
+        width, height = _oriented_size(image)
+        if fit is not None and kind == "jpeg":
+            scale = min(fit / width, fit / height)  # the same either way round
+            if scale <= 0.5:
+                wanted = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+                image.draft(image.mode, wanted)
         image.load()
         image = ImageOps.exif_transpose(image) or image
         rgb = _to_rgb(image)
     pixels = np.asarray(rgb, dtype=np.uint8)
-    return DecodedImage(
-        pixels, kind, pixels.shape[1], pixels.shape[0], hashlib.sha256(data).hexdigest(), len(data)
-    )
+    return DecodedImage(pixels, kind, width, height, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height once the EXIF orientation is applied (5-8 turn the image a quarter)."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

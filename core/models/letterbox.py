@@ -32,14 +32,20 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """An RGB uint8 (H, W, 3) image resized to fit `size`x`size`, centred on grey padding."""
-    height, width = image.shape[:2]
+def letterbox(
+    image: np.ndarray, size: int, original: tuple[int, int] | None = None
+) -> tuple[np.ndarray, Letterbox]:
+    """An RGB uint8 (H, W, 3) image resized to fit `size`x`size`, centred on grey padding.
+
+    `original` (width, height): the size of the image these pixels show, when they were decoded
+    smaller (core.imaging.decode_image's `fit`); the letterbox is laid out for it, so boxes map
+    back to the original's pixels."""
+    width, height = original or (image.shape[1], image.shape[0])
     scale = min(size / width, size / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = (
         image
-        if (new_w, new_h) == (width, height)
+        if (new_w, new_h) == (image.shape[1], image.shape[0])
         else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     )
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2

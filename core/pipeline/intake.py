@@ -76,7 +76,9 @@ def parse_headers(headers: Iterable[tuple[str, bytes]] | None) -> InputHeaders:
             raise IntakeError(BAD_HEADERS, "options must be a JSON object")
         confidence = options.get("confidence")
         if confidence is not None and not (
-            isinstance(confidence, int | float) and 0 <= confidence <= 1
+            isinstance(confidence, int | float)
+            and not isinstance(confidence, bool)  # `true` is no number (Python: bool is an int)
+            and 0 <= confidence <= 1
         ):
             raise IntakeError(BAD_HEADERS, "options.confidence must be a number from 0 to 1")
     return InputHeaders(

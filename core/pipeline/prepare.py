@@ -28,10 +28,11 @@ class Prepared:
 def prepare(
     data: bytes, input_size: int, limits: ImageLimits | None = None, *, encode: bool = True
 ) -> Prepared:
-    """Decode and validate (ImageRejected on bad input), then letterbox; with `encode`, also as
-    lossless PNG for the stage topic (a fused worker hands the pixels on in memory)."""
-    image = decode_image(data, limits)
-    boxed, info = letterbox(image.pixels, input_size)
+    """Decode (no larger than the model needs) and validate (ImageRejected on bad input), then
+    letterbox; with `encode`, also as lossless PNG for the stage topic (a fused worker hands the
+    pixels on in memory)."""
+    image = decode_image(data, limits, fit=input_size)
+    boxed, info = letterbox(image.pixels, input_size, (image.width, image.height))
     if not encode:
         return Prepared(image, info, boxed)
     ok, encoded = cv2.imencode(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, FiniteFloat, StrictBool, model_validator
 
 from core.rules.limits import check_limits
 
@@ -44,14 +44,16 @@ class Leaf(BaseModel):
 
     fact: str
     op: Op
-    value: float | bool | str
+    # Finite: NaN compares false with everything and ±Infinity with nothing useful, so a rule
+    # holding one would pass or fail every mug whatever it meant (and JSON cannot carry it back).
+    value: FiniteFloat | bool | str
     unit: Unit | None = None
     target: str | None = None
 
 
 class Group(BaseModel):
     logic: Literal["all", "any"] = "all"
-    negate: bool = False
+    negate: StrictBool = False  # strict: `0` or `"no"` is no boolean, as the schema says
     conditions: list[Annotated[Leaf | Group, Field(union_mode="left_to_right")]]
 
 
@@ -72,7 +74,7 @@ class RuleSpec(BaseModel):
     conditions: Group
     severity: Severity = "warning"
     actions: list[Action] = Field(default_factory=list)
-    enabled: bool = True
+    enabled: StrictBool = True
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -57,6 +57,7 @@ class ApiServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
+            proxy_headers=False,  # as `mugpos api`: api.client_ip reads X-Forwarded-For
             ws="websockets-sansio",
             timeout_graceful_shutdown=5,
         )

@@ -18,7 +18,8 @@ from infra.mongo import ACTIVITY_LOGS, USERS
 from tests.integration.api_server import PASSWORD, ApiServer, api_settings, login, start_api
 from tests.integration.workers import scene_jpeg
 
-# (method, path, roles allowed); None = no authentication needed. `{rule}` is a stored rule.
+# (method, path, roles allowed); None = no authentication needed. `{rule}` is a stored rule;
+# `{username}` and `{key_id}` name no account, so an allowed role gets 404, not a changed account.
 ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("GET", "/health", None),
     ("GET", "/ready", None),
@@ -26,6 +27,11 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("POST", "/api/v1/auth/token", None),
     ("POST", "/api/v1/users", ("admin",)),
     ("POST", "/api/v1/api-keys", ("admin",)),
+    ("GET", "/api/v1/api-keys", ("admin",)),
+    ("DELETE", "/api/v1/api-keys/{key_id}", ("admin",)),
+    ("POST", "/api/v1/users/{username}/disable", ("admin",)),
+    ("POST", "/api/v1/users/{username}/enable", ("admin",)),
+    ("DELETE", "/api/v1/users/{username}", ("admin",)),
     ("POST", "/api/v1/analyze", ("analyst", "manager", "admin")),
     ("POST", "/api/v1/analyze/batch", ("analyst", "manager", "admin")),
     ("GET", "/api/v1/analyze", ROLES),
@@ -43,6 +49,7 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("GET", "/api/v1/dashboard/summary", ROLES),
     ("GET", "/api/v1/servers", ("manager", "admin")),
     ("POST", "/api/v1/servers/{worker_id}/commands", ("manager", "admin")),
+    ("POST", "/api/v1/ws-ticket", ROLES),
 ]
 RULE_TEXT = {"text": "Every mug must be on a coaster."}
 
@@ -83,7 +90,13 @@ def test_every_role_against_every_route(api: ApiServer) -> None:
     ]
     failures = []
     for method, template, allowed in ROUTES:
-        path = template.format(request_id="r-unknown", rule_id=rule_id, worker_id="nobody")
+        path = template.format(
+            request_id="r-unknown",
+            rule_id=rule_id,
+            worker_id="nobody",
+            username="nobody",
+            key_id="0",
+        )
         for role in ROLES if allowed is not None else ("anonymous",):
             reply = httpx.request(
                 method,

@@ -39,9 +39,7 @@ async def _run(settings: Settings, workers: list[WorkerProcess], prefix: str) ->
 async def test_fused_and_split_workers_give_identical_results(
     deployment: Settings, tmp_path: Path
 ) -> None:
-    fused = await _run(
-        deployment, [WorkerProcess(deployment, tmp_path, "fused", stage="fused")], "fused"
-    )
+    fused = await _run(deployment, [WorkerProcess(deployment, tmp_path, "fused")], "fused")
     split = await _run(
         deployment,
         [

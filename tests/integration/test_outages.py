@@ -57,12 +57,13 @@ async def _through_outage(
     start: Callable[[], Awaitable[None] | None],
     *,
     degraded: bool = True,
+    stage: str = "all",
 ) -> tuple[list[str], dict, datetime]:
     """Stream images, stop `dependency` once results flow, restart it after DOWN_S and publish
     LATE more (a fast worker may have finished the stream during the outage); returns the
     request ids, their published results and when the dependency came back."""
     await provision(settings)
-    worker = WorkerProcess(settings, folder, "w", FAST)
+    worker = WorkerProcess(settings, folder, "w", FAST, stage=stage)
     names = TopicNames(settings.topic_prefix)
     ids = [f"{dependency}-{i:03d}" for i in range(IMAGES + LATE)]
     scenes = [scene_jpeg(i, 320) for i in range(20)]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from agents.pipeline import FUSED
 from core.config import Settings
 from infra import mongo
 from schemas.messages import DeadLetter
@@ -85,7 +86,8 @@ async def test_a_poison_input_is_dead_lettered_after_3_failures_counted_across_a
     (failed,) = published["poison"]
     assert failed.status == "failed"
     assert failed.error is not None
-    assert (failed.error.stage, failed.error.reason) == ("preprocess", "processing_error")
+    # The default worker runs every stage in one agent: it names that agent as the stage.
+    assert (failed.error.stage, failed.error.reason) == (FUSED, "processing_error")
     assert "3 times" in failed.error.message
     assert "injected" not in failed.error.message
     (record,) = letters["poison"]
@@ -95,7 +97,7 @@ async def test_a_poison_input_is_dead_lettered_after_3_failures_counted_across_a
     assert letter.object_key.startswith("user-uploads/cam-p/")
     assert all(copy.status == "ok" for rid in after for copy in published[rid])
     logs = [w.log_path.read_text(errors="replace") for w in (first, second)]
-    counted = [re.findall(r"preprocess failed on .* \(failure (\d) of 3\)", log) for log in logs]
+    counted = [re.findall(rf"{FUSED} failed on .* \(failure (\d) of 3\)", log) for log in logs]
     assert sorted(counted[0] + counted[1]) == ["1", "2", "3"], counted
     assert "1" not in counted[1], "the restarted worker counted from zero"
     assert await _failures(deployment) == 0  # forgotten once dead-lettered

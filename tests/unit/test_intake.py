@@ -36,6 +36,7 @@ def test_headers_are_read() -> None:
         [("options", b"{not json")],
         [("options", b"[1, 2]")],
         [("options", b'{"confidence": 7}')],
+        [("options", b'{"confidence": true}')],
         [("submitted-at", b"yesterday")],
         [("request-id", b"\xff\xfe")],
         [("request-id", b"x" * 500)],

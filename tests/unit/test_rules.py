@@ -276,6 +276,26 @@ def test_json_rules_are_accepted_and_checked() -> None:
         )
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_condition_value_must_be_finite(value: float) -> None:
+    """NaN compares false with everything: a rule holding one would pass or fail every mug."""
+    rule = {
+        "name": "edge",
+        "type": "requirement",
+        "scope": "mug",
+        "mode": "must_hold",
+        "conditions": {"conditions": [{"fact": "edge_distance", "op": ">=", "value": value}]},
+    }
+    with pytest.raises(ValidationError) as caught:
+        RuleSpec.model_validate(rule)
+    assert "finite_number" in {error["type"] for error in caught.value.errors()}
+
+
+def test_a_number_too_large_for_a_float_is_refused_in_a_sentence() -> None:
+    with pytest.raises(RuleSyntaxError):
+        parse_rule("Mugs must be at least 1" + "0" * 309 + " cm from the table edge.")
+
+
 MALFORMED = [
     "",
     "Mugs must be near the edge.",
