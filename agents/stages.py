@@ -8,7 +8,6 @@ returns."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import logging
@@ -41,7 +40,14 @@ from infra.object_store import InvalidObjectKey, ObjectNotFound
 from infra.object_store.keys import upload_key
 from infra.rule_actions import alert_payload
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, AnalysisResult, DeadLetter, ErrorInfo, ImageRef
-from schemas.stages import DetectedImage, LetterboxInfo, Origin, PreparedImage
+from schemas.stages import (
+    DetectedImage,
+    LetterboxInfo,
+    Origin,
+    PreparedImage,
+    pack_prepared,
+    unpack_prepared,
+)
 from schemas.topics import STAGE_MESSAGE_MAX_BYTES
 from streams.context import PipelineContext
 
@@ -196,6 +202,7 @@ class Admitted:
 
     record: PreparedImage
     pixels: np.ndarray
+    model_input_png: bytes = b""  # the pixels for the inference stage's topic (split only)
 
 
 async def take_in(
@@ -273,7 +280,7 @@ async def take_in(
     record = _prepared(
         headers, request_id, received, item.origin, prepared, object_key, _ms(started)
     )
-    return Admitted(record, prepared.pixels)
+    return Admitted(record, prepared.pixels, prepared.model_input_png)
 
 
 async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> None:
@@ -282,7 +289,7 @@ async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> 
     if admitted is None:
         return
     record = admitted.record
-    payload = record.model_dump_json().encode()
+    payload = pack_prepared(record, admitted.model_input_png)
     try:
         await publish(producer, ctx.topics.prepared, record.request_id, payload)
     except MessageSizeTooLargeError:  # e.g. a stage topic declared before the limit was raised
@@ -355,7 +362,6 @@ def _prepared(
         },
         letterbox=LetterboxInfo(**asdict(prepared.box)),
         timings_ms={"preprocess": took_ms},
-        model_input_png=base64.b64encode(prepared.model_input_png).decode(),
     )
 
 
@@ -365,11 +371,13 @@ async def stage_poison(
     """A stage-topic message the stage kept failing on: dead-letter it under its request id."""
     try:
         item: PreparedImage | DetectedImage = (
-            PreparedImage if stage == "inference" else DetectedImage
-        ).model_validate_json(message.value)
+            unpack_prepared(message.value)[0]
+            if stage == "inference"
+            else DetectedImage.model_validate_json(message.value)
+        )
         request_id, source_id, origin = item.request_id, item.source_id, item.origin
         object_key = item.image.object_key
-    except ValidationError:  # not even readable: answer under its key, point at itself
+    except ValueError:  # not even readable (ValidationError is one): answer under its key
         request_id = (message.key or b"").decode("utf-8", "replace") or derived_request_id(
             message.topic, message.partition, message.offset
         )
@@ -446,15 +454,11 @@ async def detect(
 
 async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
     """The inference stage of a split deployment: stage records in, detections out."""
-    items = [PreparedImage.model_validate_json(v) for v in values]
+    frames = [unpack_prepared(v) for v in values]
+    items = [item for item, _ in frames]
     loop = asyncio.get_running_loop()
     pixels = await asyncio.gather(
-        *(
-            loop.run_in_executor(
-                ctx.decode_executor, model_input, base64.b64decode(item.model_input_png)
-            )
-            for item in items
-        )
+        *(loop.run_in_executor(ctx.decode_executor, model_input, png) for _, png in frames)
     )
     detected = await detect(
         ctx, producer, [Admitted(i, p) for i, p in zip(items, pixels, strict=True)]
@@ -497,7 +501,7 @@ def _detected(
     threshold = float(item.options.get("confidence", default))
     name, version = ref.split(":", 1)
     return DetectedImage(
-        **item.model_dump(exclude={"model_input_png", "timings_ms"}),
+        **item.model_dump(exclude={"timings_ms"}),
         timings_ms=item.timings_ms | {"inference": took, "batch_size": float(batch_size)},
         detections=[asdict(d) for d in found if d.confidence >= threshold],
         model={

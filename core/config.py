@@ -123,6 +123,13 @@ class Settings(BaseSettings):
         40_000_000, description="Largest accepted width x height (decompression bombs)."
     )
     result_cache_ttl_s: PositiveInt = Field(300, description="Redis TTL of stored results.")
+    fetch_max_wait_ms: PositiveInt = Field(
+        100,
+        le=1500,
+        description="Longest a worker's fetch waits at the broker for new records. Kafka answers "
+        "as soon as records arrive; some Kafka-compatible brokers (tansu, the demo's) hold every "
+        "fetch this long, so it bounds each hop's latency there (Faust's own is 1,500 ms).",
+    )
     commit_interval_s: float = Field(
         1.0,
         gt=0,

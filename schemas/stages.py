@@ -1,8 +1,13 @@
-"""Internal stage messages between the pipeline's agents (compact: object keys and a lossless
-model-ready PNG, never raw tensors)."""
+"""Internal stage messages between the agents of a split deployment (compact: object keys and a
+lossless model-ready PNG, never raw tensors).
+
+A prepared image travels as a binary frame, not as JSON with the PNG in base64 (a third larger,
+and encoded and decoded once more per image): `MPF1`, the length of the JSON metadata as a
+4-byte big-endian integer, the metadata, then the PNG bytes."""
 
 from __future__ import annotations
 
+import struct
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,9 +44,30 @@ class StageMessage(BaseModel):
 
 
 class PreparedImage(StageMessage):
-    """preprocess -> inference: the letterboxed image as base64 PNG."""
+    """preprocess -> inference: what is known of the image; its letterboxed pixels travel beside
+    it in the frame (`pack_prepared`)."""
 
-    model_input_png: str
+
+PREPARED_FRAME = b"MPF1"
+_LENGTH = struct.Struct(">I")
+
+
+def pack_prepared(record: PreparedImage, model_input_png: bytes) -> bytes:
+    """One prepared-image message value: the frame header, the metadata, the PNG."""
+    meta = record.model_dump_json().encode()
+    return PREPARED_FRAME + _LENGTH.pack(len(meta)) + meta + model_input_png
+
+
+def unpack_prepared(value: bytes) -> tuple[PreparedImage, bytes]:
+    """The metadata and the PNG of a prepared-image message; ValueError when it is none."""
+    head = len(PREPARED_FRAME) + _LENGTH.size
+    if len(value) < head or not value.startswith(PREPARED_FRAME):
+        raise ValueError("not a prepared-image frame")
+    (length,) = _LENGTH.unpack_from(value, len(PREPARED_FRAME))
+    if head + length > len(value):
+        raise ValueError("prepared-image frame cut short")
+    record = PreparedImage.model_validate_json(value[head : head + length])
+    return record, value[head + length :]
 
 
 class DetectedImage(StageMessage):

@@ -8,6 +8,7 @@ topic with the right partitions and retention), raw bytes in and out (our own JS
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -17,7 +18,7 @@ from schemas.topics import STAGE_MESSAGE_MAX_BYTES, TopicNames
 
 def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App:
     brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
-    return faust.App(
+    app = faust.App(
         TopicNames(settings.topic_prefix).pipeline_group,
         broker=brokers,
         key_serializer="raw",
@@ -44,6 +45,22 @@ def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App
         web_host="127.0.0.1",
         datadir=str(datadir),
     )
+    _fetch_wait(app, settings.fetch_max_wait_ms)
+    return app
+
+
+def _fetch_wait(app: faust.App, max_wait_ms: int) -> None:
+    """Faust builds its aiokafka consumer with a fixed 1,500 ms fetch wait and no option for it;
+    the consumer reads the value when it starts, so it is set on the new consumer before that."""
+    thread = app.consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_worker_consumer(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    thread._create_worker_consumer = create_worker_consumer
 
 
 def topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT]:

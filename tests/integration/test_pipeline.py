@@ -426,11 +426,10 @@ class _KafkaProducer:
 
 async def test_event_loop_stays_responsive_while_a_batch_runs(deployment: Settings) -> None:
     """The inference stage runs the model on its own thread: the loop keeps ticking meanwhile."""
-    import base64
 
     from agents.stages import infer
     from core.pipeline.prepare import prepare
-    from schemas.stages import PreparedImage
+    from schemas.stages import PreparedImage, pack_prepared
     from streams.context import PipelineContext
 
     ctx = PipelineContext.open(deployment)
@@ -450,26 +449,22 @@ async def test_event_loop_stays_responsive_while_a_batch_runs(deployment: Settin
         messages = []
         for i in range(8):
             prepared = prepare(scene_jpeg(i, 640), ctx.input_size)
-            messages.append(
-                PreparedImage(
-                    request_id=f"lag-{i}",
-                    source_id="cam",
-                    received_at=datetime.now(UTC),
-                    image={
-                        "width": 640,
-                        "height": 640,
-                        "format": "jpeg",
-                        "sha256": "0" * 64,
-                        "size_bytes": 1,
-                        "object_key": None,
-                    },
-                    letterbox=asdict(prepared.box),
-                    origin={"topic": "t", "partition": 0, "offset": i},
-                    model_input_png=base64.b64encode(prepared.model_input_png).decode(),
-                )
-                .model_dump_json()
-                .encode()
+            record = PreparedImage(
+                request_id=f"lag-{i}",
+                source_id="cam",
+                received_at=datetime.now(UTC),
+                image={
+                    "width": 640,
+                    "height": 640,
+                    "format": "jpeg",
+                    "sha256": "0" * 64,
+                    "size_bytes": 1,
+                    "object_key": None,
+                },
+                letterbox=asdict(prepared.box),
+                origin={"topic": "t", "partition": 0, "offset": i},
             )
+            messages.append(pack_prepared(record, prepared.model_input_png))
         await infer(ctx, _KafkaProducer(producer), messages)  # warm-up
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(0.05)

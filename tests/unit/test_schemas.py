@@ -14,6 +14,7 @@ from core.rules import compile_rule, parse_rule
 from infra.rule_actions import alert_payload
 from schemas.export import DEFAULT_DIR, render
 from schemas.messages import Alert, AnalysisResult, DeadLetter, ImageRef
+from schemas.stages import PreparedImage, pack_prepared, unpack_prepared
 from tests.unit.test_positioning import CALIBRATED, IMAGE, TABLE, mug
 
 
@@ -90,3 +91,40 @@ def test_dead_letter_and_alert_examples() -> None:
         "r2",
     ).evaluate(facts)
     assert Alert.model_validate(alert_payload(verdict, "req-1", "cam-1")).severity == "critical"
+
+
+def _prepared_record() -> PreparedImage:
+    return PreparedImage(
+        request_id="r-1",
+        source_id="cam",
+        received_at=datetime(2026, 11, 26, tzinfo=UTC),
+        image={
+            "width": 640,
+            "height": 480,
+            "format": "jpeg",
+            "sha256": "0" * 64,
+            "size_bytes": 1,
+            "object_key": "user-uploads/cam/2026-11-26/r-1.jpeg",
+        },
+        letterbox={"scale": 0.5, "pad_x": 0, "pad_y": 40, "width": 640, "height": 480},
+        origin={"topic": "t", "partition": 0, "offset": 7},
+    )
+
+
+def test_a_prepared_image_travels_as_a_binary_frame_not_base64() -> None:
+    png = bytes(range(256)) * 40  # any bytes: the frame never looks inside
+    value = pack_prepared(_prepared_record(), png)
+    record, carried = unpack_prepared(value)
+    assert record == _prepared_record()
+    assert carried == png
+    assert len(value) < len(png) + 1_000  # no base64: a third larger
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"MPF1", b'{"request_id": "r-1"}', b"MPF1\x00\x00\xff\xff{}", b"MPF1\x00\x00\x00\x02{}"],
+    ids=["empty", "header only", "json", "length past the end", "metadata invalid"],
+)
+def test_a_broken_prepared_frame_is_a_value_error(value: bytes) -> None:
+    with pytest.raises(ValueError, match=r"prepared-image frame|validation error"):
+        unpack_prepared(value)
