@@ -92,6 +92,23 @@ async def authenticate(svc: ApiServices, bearer: str | None, api_key: str | None
     return Principal(principal.subject, role, "user")
 
 
+async def identify(
+    svc: ApiServices,
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
+) -> Principal:
+    """The caller behind the credentials, within its rate limits; a refusal counts against the
+    client's IP."""
+    try:
+        principal = await authenticate(svc, bearer.credentials if bearer else None, api_key)
+    except Problem:
+        await check_rate(svc, request, None)
+        raise
+    await check_rate(svc, request, f"{principal.kind}:{principal.subject}")
+    return principal
+
+
 def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency: an authenticated caller holding `permission`, within its rate limits."""
 
@@ -101,12 +118,7 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
     ) -> Principal:
-        try:
-            principal = await authenticate(svc, bearer.credentials if bearer else None, api_key)
-        except Problem:
-            await check_rate(svc, request, None)  # failed attempts count against the IP
-            raise
-        await check_rate(svc, request, f"{principal.kind}:{principal.subject}")
+        principal = await identify(svc, request, bearer, api_key)
         if not allowed(principal.role, permission):
             raise Problem(
                 403, f"role {principal.role!r} lacks permission {permission!r}", code="forbidden"

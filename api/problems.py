@@ -1,8 +1,9 @@
 """Every error leaves the API as `application/problem+json` (RFC 9457), never as a stack trace.
 
 The OpenAPI document says so too: `ProblemDetails` is its `Problem` schema, `problem_responses`
-lists the problems a route answers (one example per `code`), and `document` adds to every route
-the ones that follow from its kind (authentication, a body), so decorators name only their own.
+lists the problems a route answers by `code` (an example each), and `document` adds to every
+route the ones that follow from its kind (authentication, a body), so decorators name only
+their own.
 """
 
 from __future__ import annotations
@@ -160,16 +161,13 @@ def _codes_of(doc: dict[str, Any] | None) -> list[str]:
     return list(examples)
 
 
-def problem_responses(*statuses: int, **codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for the problems a route answers itself: `problem_responses(409,
-    unknown_rule=404)` documents 409 `conflict` and 404 `unknown_rule` as problem+json."""
-    named: dict[int, list[str]] = {status: [] for status in statuses}
+def problem_responses(**codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for the problems a route answers itself, by code: `problem_responses(
+    unknown_rule=404, rule_unreadable=409)` documents both as problem+json, an example each."""
+    named: dict[int, list[str]] = {}
     for code, status in codes.items():
         named.setdefault(status, []).append(code)
-    return {
-        status: _problem_doc(status, names or [DEFAULT_CODES.get(status, f"http_{status}")])
-        for status, names in named.items()
-    }
+    return {status: _problem_doc(status, names) for status, names in named.items()}
 
 
 def _permission(route: APIRoute) -> str | None:

@@ -15,7 +15,21 @@ LEEWAY_S = 10
 
 
 class InvalidToken(ValueError):
-    pass
+    """Why a token is refused, in a fixed phrase (`REASONS`): clients see it as the problem's
+    detail, so PyJWT's own messages, which vary between its versions, never reach them."""
+
+
+# Anything else PyJWT refuses (DecodeError: not a JWT, bad base64 or JSON...) is MALFORMED.
+REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not valid yet"),
+    (jwt.InvalidSignatureError, "token signature invalid"),
+    (jwt.InvalidAlgorithmError, "token algorithm not accepted"),
+    (jwt.InvalidIssuerError, "token issuer not accepted"),
+    (jwt.MissingRequiredClaimError, "token lacks a required claim"),
+)
+MALFORMED = "token malformed"
+UNKNOWN_ROLE = "token role unknown"
 
 
 def issue(secret: str, issuer: str, ttl_s: int, principal: Principal) -> str:
@@ -54,10 +68,9 @@ def _verify(secret: str, issuer: str, token: str) -> tuple[Principal, float]:
             leeway=LEEWAY_S,
             options={"require": ["exp", "iat", "iss", "sub"]},
         )
-    except jwt.ExpiredSignatureError:
-        raise InvalidToken("the token has expired") from None
     except jwt.InvalidTokenError as exc:
-        raise InvalidToken(f"the token is not valid: {exc}") from None
+        reason = next((text for kind, text in REASONS if isinstance(exc, kind)), MALFORMED)
+        raise InvalidToken(reason) from None
     if claims.get("role") not in ROLES:
-        raise InvalidToken("the token names no known role")
+        raise InvalidToken(UNKNOWN_ROLE)
     return Principal(str(claims["sub"]), claims["role"], "user"), float(claims["exp"])

@@ -1,4 +1,4 @@
-"""`mugpos synth`, `mugpos train` and `mugpos models list|push|pull`."""
+"""`mugpos synth`, `mugpos train` and `mugpos models list|push|pull|build-engine`."""
 
 from __future__ import annotations
 
@@ -121,3 +121,39 @@ def pull(ref: Annotated[str, typer.Argument(help="name:version")]) -> None:
     """Resolve a model version through the sources, downloading and verifying it if needed."""
     files = asyncio.run(_store(load_or_exit()).resolve(ref))
     console.print(f"{files.manifest.ref} from {files.source} at {files.path}")
+
+
+@models_app.command("build-engine")
+def build_engine(
+    ref: Annotated[str | None, typer.Argument(help="name:version; default: MUGPOS_MODEL.")] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, help="Images per engine call; default: MUGPOS_MAX_BATCH."),
+    ] = None,
+) -> None:
+    """Build the detector's TensorRT engine into the model cache, ahead of serving (minutes).
+
+    A worker serves with it when the GPU model, TensorRT version, weights, input size and batch
+    (MUGPOS_MAX_BATCH) all match its own; otherwise with torch, saying why in its log."""
+    import time
+
+    import torch
+
+    from core.models.backends import resolve_device
+    from core.models.engine import EngineSpec, build_blocker, tensorrt_version
+    from core.models.engine import build_engine as build
+    from core.models.manifest import sha256_file
+    from infra.model_store import engine_dir
+
+    settings = load_or_exit()
+    cuda = torch.cuda.is_available()
+    device = resolve_device(settings.device) if cuda else "cpu"
+    problem = build_blocker(device, cuda, tensorrt_version())
+    if problem:
+        console.print(f"[red]error:[/] {problem}", highlight=False)
+        raise typer.Exit(2)
+    files = asyncio.run(_store(settings).resolve(ref or settings.model))
+    spec = EngineSpec.of(files.manifest, sha256_file(files.weights), batch or settings.max_batch)
+    started = time.perf_counter()
+    path = build(files.weights, engine_dir(settings), spec, device)
+    console.print(f"built {path} in {time.perf_counter() - started:.0f} s")

@@ -179,4 +179,11 @@ def model_manager_from_settings(settings: Settings, store: ModelStore) -> ModelM
         export_dir=settings.model_cache_dir / "onnx",
         class_map=ClassMap(settings.class_map),
         confidence=settings.confidence_threshold,
+        engine_dir=engine_dir(settings),
+        engine_batch=settings.max_batch,
     )
+
+
+def engine_dir(settings: Settings) -> Path:
+    """Where `mugpos models build-engine` puts TensorRT engines and workers look for them."""
+    return settings.model_cache_dir / "engines"

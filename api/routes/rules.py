@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import audit, require, services
 from api.problems import Problem, problem_responses
-from api.routes import links
+from api.routes import JsonRoute, links
 from api.services import ApiServices
 from core.access import Principal
 from core.rules import (
@@ -34,7 +34,7 @@ from core.rules.explain import explain
 from infra.results_history import recent_facts
 from infra.rules_store import RuleNotFound, RuleUnreadable, StoredRule
 
-router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
+router = APIRouter(prefix="/api/v1/rules", tags=["rules"], route_class=JsonRoute)
 _ONE = f"{router.prefix}/{{rule_id}}"
 Services = Annotated[ApiServices, Depends(services)]
 # A version number as MongoDB can hold it (a signed 64-bit integer): a larger one is a 422, not

@@ -21,11 +21,12 @@ from pydantic import (
 
 from api.deps import audit, require, services
 from api.problems import Problem, problem_responses
+from api.routes import JsonRoute
 from api.services import ApiServices
 from core.access import Principal
 from schemas.control import BROADCAST, LIVE_SETTINGS, MAX_BATCH_CEILING, Action, ControlCommand
 
-router = APIRouter(prefix="/api/v1/servers", tags=["control plane"])
+router = APIRouter(prefix="/api/v1/servers", tags=["control plane"], route_class=JsonRoute)
 Services = Annotated[ApiServices, Depends(services)]
 ACK_WAIT_S = 5.0
 

@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from api.deps import authenticate, check_rate, services
+from api.deps import check_rate, identify, services
 from api.problems import Problem, problem_responses
 from api.services import ApiServices
 from core.access import allowed
@@ -98,12 +98,7 @@ async def _may_see_detail(
     ones are refused as on any route."""
     if bearer is None and not key:
         return False
-    try:
-        principal = await authenticate(svc, bearer.credentials if bearer else None, key)
-    except Problem:
-        await check_rate(svc, request, None)  # failed attempts count against the IP
-        raise
-    await check_rate(svc, request, f"{principal.kind}:{principal.subject}")
+    principal = await identify(svc, request, bearer, key)
     return allowed(principal.role, DETAIL_PERMISSION)
 
 

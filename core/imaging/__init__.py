@@ -2,18 +2,22 @@
 
 from core.imaging.decode import (
     DecodedImage,
+    ImageHeader,
     ImageLimits,
     ImageRejected,
     decode_image,
     probe_image,
+    read_header,
     sniff_format,
 )
 
 __all__ = [
     "DecodedImage",
+    "ImageHeader",
     "ImageLimits",
     "ImageRejected",
     "decode_image",
     "probe_image",
+    "read_header",
     "sniff_format",
 ]

@@ -81,6 +81,18 @@ class DecodedImage:
         return CONTENT_TYPES[self.format]
 
 
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """An image's header once every pre-decode check passed: enough for a decoder other than
+    Pillow's (nvJPEG on a GPU) to know whether it can take the file and how to turn it upright."""
+
+    format: str
+    width: int  # orientation applied, as in DecodedImage
+    height: int
+    mode: str  # Pillow's mode of the stored pixels: a JPEG is RGB (YCbCr), L or CMYK
+    orientation: int  # EXIF orientation: 1 upright, 2-8 mirrored and/or turned
+
+
 def sniff_format(data: bytes) -> str | None:
     """The real format from the first bytes, or None when it is not an image we know."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -168,6 +180,17 @@ def probe_image(data: bytes, limits: ImageLimits | None = None) -> tuple[str, in
         return kind, image.width, image.height
 
 
+def read_header(data: bytes, limits: ImageLimits | None = None) -> ImageHeader:
+    """The header of an image that passes every check decode_image makes before decoding (size,
+    real format, integrity, pixel count, frames), without decoding a pixel."""
+    limits = limits or ImageLimits()
+    kind = _check_bytes(data, limits)
+    with _reasons(kind):
+        image = _open_checked(data, kind, limits)
+        width, height = _oriented_size(image)
+        return ImageHeader(kind, width, height, image.mode, _orientation(image))
+
+
 def decode_image(
     data: bytes, limits: ImageLimits | None = None, *, fit: int | None = None
 ) -> DecodedImage:
@@ -193,10 +216,16 @@ def decode_image(
     return DecodedImage(pixels, kind, width, height, hashlib.sha256(data).hexdigest(), len(data))
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 when absent or not one of the eight values (as exif_transpose
+    treats it)."""
+    value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return value if value in range(1, 9) else 1
+
+
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
     """Width and height once the EXIF orientation is applied (5-8 turn the image a quarter)."""
-    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-    return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
+    return (image.height, image.width) if _orientation(image) in (5, 6, 7, 8) else image.size
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -1,8 +1,8 @@
 """Inference backends: the raw YOLOv8 head output for a preprocessed batch, nothing more.
 
-Both return an array of shape (batch, 4 + classes, anchors) with boxes as centre-x, centre-y,
-width, height in model-input pixels, so pre- and post-processing are shared and the backends are
-interchangeable.
+Every backend (these two, and core.models.engine's TensorRT one) returns an array of shape
+(batch, 4 + classes, anchors) with boxes as centre-x, centre-y, width, height in model-input
+pixels, so pre- and post-processing are shared and the backends are interchangeable.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from core.models.offline import prepare_offline
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Backend(Protocol):
@@ -25,6 +28,17 @@ class Backend(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
     def memory_bytes(self) -> int: ...
+
+
+@runtime_checkable
+class TensorBackend(Backend, Protocol):
+    """A backend that also takes a batch already on its device (core.models.device_prep), so
+    nothing but uint8 pixels or JPEG bytes crosses from the host."""
+
+    @property
+    def input_dtype(self) -> torch.dtype: ...
+
+    def infer_tensor(self, batch: torch.Tensor) -> np.ndarray: ...
 
 
 def resolve_device(setting: str) -> str:
@@ -60,12 +74,16 @@ class TorchBackend:
             t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()]
         )
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self._torch.float16 if self.half else self._torch.float32
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            tensor = torch.from_numpy(batch).to(self.device)
-            tensor = tensor.half() if self.half else tensor
-            output = self._module(tensor)
+        return self.infer_tensor(self._torch.from_numpy(batch).to(self.device))
+
+    def infer_tensor(self, batch: torch.Tensor) -> np.ndarray:
+        with self._torch.inference_mode():
+            output = self._module(batch.to(self.input_dtype))
             output = output[0] if isinstance(output, tuple | list) else output
             return output.float().cpu().numpy()
 
@@ -75,6 +93,11 @@ class TorchBackend:
 
 def export_onnx(weights: Path, out: Path, imgsz: int) -> Path:
     """Export `.pt` weights to ONNX with a dynamic batch axis, offline (no simplifier download)."""
+    return export_weights(weights, out, format="onnx", imgsz=imgsz, dynamic=True, device="cpu")
+
+
+def export_weights(weights: Path, out: Path, **options: object) -> Path:
+    """ultralytics' export of `.pt` weights with `options`, offline, moved to `out`."""
     prepare_offline()
     from ultralytics import YOLO
 
@@ -84,16 +107,7 @@ def export_onnx(weights: Path, out: Path, imgsz: int) -> Path:
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         copy = Path(scratch) / weights.name
         shutil.copyfile(weights, copy)
-        exported = Path(
-            YOLO(str(copy)).export(
-                format="onnx",
-                imgsz=imgsz,
-                dynamic=True,
-                simplify=False,
-                device="cpu",
-                verbose=False,
-            )
-        )
+        exported = Path(YOLO(str(copy)).export(simplify=False, verbose=False, **options))
         exported.replace(out)
     return out
 

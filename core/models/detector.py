@@ -1,15 +1,23 @@
-"""One detector interface over any backend: images in, detections in original pixels out."""
+"""One detector interface over any backend: images in, detections in original pixels out.
+
+Input is prepared on the host (OpenCV letterbox, a float32 batch) or, with `on_device`, by
+core.models.device_prep on the backend's device; both give the same letterbox geometry, so boxes
+map back the same way.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from core.models.backends import Backend
+from core.imaging import ImageLimits, ImageRejected, decode_image
+from core.models.backends import Backend, TensorBackend
 from core.models.class_map import ClassMap
+from core.models.device_prep import DevicePrep
 from core.models.letterbox import Letterbox, letterbox, to_batch
 from core.models.types import Detection
 
@@ -29,6 +37,8 @@ class Detector:
         input_size: int,
         class_map: ClassMap | None = None,
         config: DetectorConfig | None = None,
+        *,
+        on_device: bool = False,
     ) -> None:
         self.backend = backend
         self.class_names = class_names
@@ -36,6 +46,11 @@ class Detector:
         self.class_map = class_map or ClassMap()
         self.config = config or DetectorConfig()
         self._roles = [self.class_map.role(name) for name in class_names]
+        self.prep: DevicePrep | None = None  # set: input is prepared on the backend's device
+        if on_device:
+            if not isinstance(backend, TensorBackend):
+                raise ValueError(f"the {backend.name} backend cannot take input on its device")
+            self.prep = DevicePrep(input_size, backend.device, backend.input_dtype)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         """RGB uint8 images of any sizes -> one fixed-shape batch and each image's letterbox."""
@@ -47,8 +62,58 @@ class Detector:
     ) -> list[list[Detection]]:
         if not images:
             return []
+        if self.prep is not None:
+            tensor, boxes = self.prep.from_pixels(images)
+            return self.postprocess(self._infer_on_device(tensor), boxes, confidence)
         batch, boxes = self.preprocess(images)
         return self.postprocess(self.backend.infer(batch), boxes, confidence)
+
+    def detect_letterboxed(
+        self, images: list[np.ndarray], boxes: list[Letterbox], confidence: float | None = None
+    ) -> list[list[Detection]]:
+        """Images letterboxed to the input size upstream; `boxes` map detections back."""
+        if self.prep is not None:
+            raw = self._infer_on_device(self.prep.from_letterboxed(images))
+        else:
+            raw = self.backend.infer(to_batch(images))
+        return self.postprocess(raw, boxes, confidence)
+
+    def detect_encoded(
+        self, data: list[bytes], confidence: float | None = None, limits: ImageLimits | None = None
+    ) -> list[list[Detection] | ImageRejected]:
+        """Image files straight to detections, one entry per file: its detections, or why it
+        was refused (the reason codes of core.imaging)."""
+        if self.prep is not None:
+            prepared = self.prep.from_encoded(data, limits)
+            rows, boxes, rejected = prepared.rows, prepared.letterboxes, prepared.rejected
+            raw = self._infer_on_device(prepared.tensor) if rows else None
+        else:
+            rows, pixels, boxes, rejected = self._prepare_on_host(data, limits)
+            raw = self.backend.infer(to_batch(pixels)) if rows else None
+        found = self.postprocess(raw, boxes, confidence) if raw is not None else []
+        results: dict[int, list[Detection] | ImageRejected] = dict(zip(rows, found, strict=True))
+        results.update(rejected)
+        return [results[index] for index in range(len(data))]
+
+    def _infer_on_device(self, batch: torch.Tensor) -> np.ndarray:
+        return cast(TensorBackend, self.backend).infer_tensor(batch)  # checked in __init__
+
+    def _prepare_on_host(
+        self, data: list[bytes], limits: ImageLimits | None
+    ) -> tuple[list[int], list[np.ndarray], list[Letterbox], dict[int, ImageRejected]]:
+        """What the pipeline's preprocess stage does: decode at the size needed, letterbox."""
+        rows, pixels, boxes, rejected = [], [], [], {}
+        for index, item in enumerate(data):
+            try:
+                image = decode_image(item, limits, fit=self.input_size)
+            except ImageRejected as exc:
+                rejected[index] = exc
+                continue
+            boxed, box = letterbox(image.pixels, self.input_size, (image.width, image.height))
+            rows.append(index)
+            pixels.append(boxed)
+            boxes.append(box)
+        return rows, pixels, boxes, rejected
 
     def postprocess(
         self, raw: np.ndarray, letterboxes: list[Letterbox], confidence: float | None = None

@@ -41,17 +41,25 @@ def letterbox(
     smaller (core.imaging.decode_image's `fit`); the letterbox is laid out for it, so boxes map
     back to the original's pixels."""
     width, height = original or (image.shape[1], image.shape[0])
-    scale = min(size / width, size / height)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    box, (new_w, new_h) = layout(width, height, size)
     resized = (
         image
         if (new_w, new_h) == (image.shape[1], image.shape[0])
         else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     )
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
-    return canvas, Letterbox(scale, pad_x, pad_y, width, height)
+    canvas[box.pad_y : box.pad_y + new_h, box.pad_x : box.pad_x + new_w] = resized
+    return canvas, box
+
+
+def layout(width: int, height: int, size: int) -> tuple[Letterbox, tuple[int, int]]:
+    """Where a `width`x`height` image goes in the `size` square: its Letterbox and its resized
+    (width, height). Shared with the on-device path (core.models.device_prep), so boxes map back
+    the same way whichever path prepared the image."""
+    scale = min(size / width, size / height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    box = Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, width, height)
+    return box, (new_w, new_h)
 
 
 def to_batch(images: list[np.ndarray]) -> np.ndarray:

@@ -22,12 +22,16 @@ from core.models import metrics
 from core.models.backends import Backend, OnnxBackend, TorchBackend, export_onnx, resolve_device
 from core.models.class_map import ClassMap
 from core.models.detector import Detector, DetectorConfig
-from core.models.letterbox import Letterbox, to_batch
+from core.models.engine import EngineBackend, EngineSpec, find_engine
+from core.models.letterbox import Letterbox
 from core.models.manifest import ModelFiles, sha256_file
 from core.models.types import Detection
 
 log = logging.getLogger(__name__)
 BackendChoice = Literal["auto", "torch", "onnx"]
+# Where model input is prepared: on the host (OpenCV, float32 batch), or on the model's device
+# (core.models.device_prep); `auto` is the device for torch on CUDA, the host otherwise.
+ImagePath = Literal["auto", "host", "device"]
 Resolver = Callable[[str], Awaitable[ModelFiles]]
 
 
@@ -58,10 +62,21 @@ class ModelManager:
         export_dir: Path,
         class_map: ClassMap | None = None,
         confidence: float | None = None,
+        image_path: ImagePath = "auto",
+        engine_dir: Path | None = None,
+        engine_batch: int = 8,
     ) -> None:
+        """`engine_dir`: where `mugpos models build-engine` puts TensorRT engines; a CUDA torch
+        backend uses the one matching this GPU, TensorRT, weights, input size and
+        `engine_batch`. None: never look."""
         self._resolve = resolve
         self.device = resolve_device(device)
         self.backend_choice = backend
+        if image_path == "device" and self.backend_name == "onnx":
+            raise ValueError("input prepared on the device needs the torch backend, not onnx")
+        self.image_path = image_path
+        self.engine_dir = engine_dir
+        self.engine_batch = engine_batch
         self.budget_bytes = self._budget(cpu_budget_bytes)
         self.export_dir = export_dir
         self.class_map = class_map or ClassMap()
@@ -83,6 +98,12 @@ class ModelManager:
         if self.backend_choice != "auto":
             return self.backend_choice
         return "torch" if self.device.startswith("cuda") else "onnx"
+
+    @property
+    def prepares_on_device(self) -> bool:
+        if self.image_path != "auto":
+            return self.image_path == "device"
+        return self.backend_name == "torch" and self.device.startswith("cuda")
 
     @property
     def active(self) -> LoadedModel:
@@ -148,8 +169,7 @@ class ModelManager:
         `boxes` map the detections back to each original image."""
         model = self.active
         started = time.perf_counter()
-        raw = model.detector.backend.infer(to_batch(images))
-        results = model.detector.postprocess(raw, boxes, confidence)
+        results = model.detector.detect_letterboxed(images, boxes, confidence)
         metrics.INFERENCE_SECONDS.labels(model.ref).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.labels(model.ref).observe(len(images))
         return model.ref, results
@@ -171,7 +191,7 @@ class ModelManager:
 
     def _backend(self, files: ModelFiles) -> Backend:
         if self.backend_name == "torch":
-            return TorchBackend(files.weights, self.device)
+            return self._engine(files) or TorchBackend(files.weights, self.device)
         onnx = files.path / "model.onnx"
         if "model.onnx" not in files.manifest.files:
             # Exported once per weights checksum and reused, so a changed .pt never reuses stale ONNX.
@@ -180,6 +200,20 @@ class ModelManager:
             if not onnx.exists():
                 export_onnx(files.weights, onnx, files.manifest.input_size)
         return OnnxBackend(onnx, self.device)
+
+    def _engine(self, files: ModelFiles) -> EngineBackend | None:
+        """The prebuilt TensorRT engine for this version on this GPU, when there is one."""
+        if self.engine_dir is None or not self.device.startswith("cuda"):
+            return None
+        spec = EngineSpec.of(files.manifest, sha256_file(files.weights), self.engine_batch)
+        path = find_engine(self.engine_dir, spec, self.device)
+        if path is None:
+            return None
+        try:
+            return EngineBackend(path, self.device)
+        except Exception:  # a damaged or foreign engine file must not stop the worker
+            log.warning("%s does not load; serving with torch", path, exc_info=True)
+            return None
 
     def _load(self, files: ModelFiles) -> LoadedModel:
         started = time.perf_counter()
@@ -191,6 +225,7 @@ class ModelManager:
             manifest.input_size,
             self.class_map,
             DetectorConfig(confidence=self.confidence or manifest.confidence),
+            on_device=self.prepares_on_device,
         )
         size = manifest.input_size
         detector.detect([np.zeros((size, size, 3), dtype=np.uint8)])  # warm-up

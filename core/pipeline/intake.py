@@ -75,7 +75,9 @@ def parse_headers(headers: Iterable[tuple[str, bytes]] | None) -> InputHeaders:
         if not isinstance(options, dict):
             raise IntakeError(BAD_HEADERS, "options must be a JSON object")
         confidence = options.get("confidence")
-        if confidence is not None and not (
+        if confidence is None:  # null is the default, as when absent: the worker reads a number
+            options.pop("confidence", None)
+        elif not (
             isinstance(confidence, int | float)
             and not isinstance(confidence, bool)  # `true` is no number (Python: bool is an int)
             and 0 <= confidence <= 1

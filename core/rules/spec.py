@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, FiniteFloat, StrictBool, model_validator
+from pydantic import BaseModel, Field, FiniteFloat, StrictBool, StringConstraints, model_validator
 
 from core.rules.limits import check_limits
 
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
 Unit = Literal["cm", "mm", "in", "px", "%"]
 Severity = Literal["info", "low", "warning", "medium", "high", "critical"]
+# A key MongoDB can store: BSON forbids NUL in key names (the document would not be written).
+_KEY_PATTERN = r"^[^\x00]*$"
+Key = Annotated[str, StringConstraints(pattern=_KEY_PATTERN)]
+_KEYS_SCHEMA = {"propertyNames": {"pattern": _KEY_PATTERN}}  # pydantic states values only
 
 # What a condition can look at, per scope. Distances are in cm, confidences 0..1.
 MUG_FACTS = {
@@ -59,7 +63,7 @@ class Group(BaseModel):
 
 class Action(BaseModel):
     type: Literal["alert", "review", "webhook", "tag"]
-    params: dict[str, str] = Field(default_factory=dict)
+    params: dict[Key, str] = Field(default_factory=dict, json_schema_extra=_KEYS_SCHEMA)
 
 
 class RuleSpec(BaseModel):
@@ -75,7 +79,7 @@ class RuleSpec(BaseModel):
     severity: Severity = "warning"
     actions: list[Action] = Field(default_factory=list)
     enabled: StrictBool = True
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[Key, str] = Field(default_factory=dict, json_schema_extra=_KEYS_SCHEMA)
 
     @model_validator(mode="before")
     @classmethod

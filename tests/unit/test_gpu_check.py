@@ -26,4 +26,13 @@ def test_runs_on_cpu_and_writes_its_report(tmp_path: Path) -> None:
     assert {(r["size"], r["batch"]) for r in report["rows"]} == {(64, 1), (64, 2), (96, 1), (96, 2)}
     assert all(r["images_per_s"] > 0 for r in report["rows"])
     assert report["loop"]["images_per_s"] > 0
+    path = report["device_image_path"]
+    assert path["input_size"] == 640
+    assert set(path["images_per_s"]) == {"model_alone", "prepare_on_device", "jpeg_to_boxes"}
+    assert all(rate > 0 for rate in path["images_per_s"].values())
+    on_device = report["box_agreement"]["device_path_fp32_vs_cpu_fp32"]
+    assert on_device["compared"] > 0
+    assert on_device["unmatched"] == 0
+    assert on_device["max_box_delta_px"] <= 0.5
+    assert report["tensorrt_engine"]["status"] == "no CUDA device, so no TensorRT engine"
     assert "inference loop" in result.stdout.splitlines()[-1]

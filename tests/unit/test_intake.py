@@ -30,6 +30,11 @@ def test_headers_are_read() -> None:
     assert parsed.options == {"confidence": 0.4}
 
 
+def test_a_null_confidence_is_the_default() -> None:
+    """As when absent: the worker reads `options.get("confidence", default)` as a number."""
+    assert parse_headers([("options", b'{"confidence": null, "x": 1}')]).options == {"x": 1}
+
+
 @pytest.mark.parametrize(
     "headers",
     [

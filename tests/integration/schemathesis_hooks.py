@@ -1,0 +1,30 @@
+"""schemathesis checks of our own: `hooks` in schemathesis.toml loads this file."""
+
+from __future__ import annotations
+
+import schemathesis
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@schemathesis.check
+def problem_details(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> None:
+    """Every error is problem+json with a stable `code` and its own status (unless the document
+    names another type for it: /ready's 503 is its verdict); and a request the document calls
+    valid is never refused as `validation_error` (the document and the models would disagree:
+    what a schema cannot say is refused with a code of its own)."""
+    if response.status_code < 400:
+        return
+    documented = case.operation.definition.raw["responses"].get(str(response.status_code), {})
+    if PROBLEM_JSON not in documented.get("content", {PROBLEM_JSON: {}}):
+        return
+    content_type = (response.headers.get("content-type") or [""])[0]
+    assert content_type == PROBLEM_JSON, f"{response.status_code} answered as {content_type!r}"
+    body = response.json()
+    assert body["code"], "a problem without a code"
+    assert body["status"] == response.status_code, "the problem's status is not the answer's"
+    meta = case.meta
+    if meta is not None and meta.generation.mode.is_positive:
+        assert body["code"] != "validation_error", f"a schema-valid request refused: {body}"
