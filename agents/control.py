@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 import faust
 from pydantic import ValidationError
 
+from core.models.manager import ModelBudgetError, ModelMismatchError
+from core.models.manifest import ModelNotFound
 from core.pipeline.live import BatchWindow
 from infra.kafka_clients import TopicFollower
 from infra.system_stats import gpu_stats, process_stats
@@ -35,6 +37,9 @@ from schemas.control import (
 from streams.context import PipelineContext
 
 log = logging.getLogger(__name__)
+# Refusals whose message we wrote for the operator (an unknown version, another input size, no
+# room in the memory budget); anything else is reported in fixed words, its text only logged.
+REASONED = (ModelNotFound, ModelMismatchError, ModelBudgetError)
 
 
 class WorkerControl:
@@ -151,9 +156,11 @@ class WorkerControl:
             return
         try:
             reason = await self.apply(command)
-        except Exception as exc:  # a failing command is reported, the worker carries on
+        except REASONED as exc:  # refused for a reason the operator can act on
+            reason = str(exc)
+        except Exception:  # a failing command is reported, the worker carries on
             log.exception("command %s failed", command.command_id)
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = f"the worker could not apply {command.action}; the reason is in its log"
         self.last_command = CommandAck(
             command_id=command.command_id,
             action=command.action,
