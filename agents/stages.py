@@ -616,7 +616,9 @@ async def all_or_none(aws: Iterable[Awaitable[T]]) -> list[T]:
 
 
 async def cancel_all(tasks: Iterable[asyncio.Future]) -> None:
-    tasks = [t for t in tasks if not t.done()]
+    """Cancel what still runs and collect every outcome, so that a task that already failed
+    (an intake that met the same outage) is not reported as never retrieved."""
+    tasks = list(tasks)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # failures of one input, with no dependency to blame, before it is dead-lettered
 LETTER_ATTEMPTS = 3  # further failures to dead-letter it before the partition moves on anyway
+REFETCH_CHECK_S = 3.0  # how long a rewound partition may show nothing before it is sought again
 
 
 @dataclass(eq=False)
@@ -316,6 +317,19 @@ class Delivery:
         assigned = {TP(tp.topic, tp.partition) for tp in self._app.consumer.assignment()}
         self._app.consumer.resume_partitions({tp for tp in self._paused if tp in assigned})
         self._paused.clear()
+        await self._until_refetched()
+
+    async def _until_refetched(self) -> None:
+        """Seek again where a rewound partition's refetch has not begun after REFETCH_CHECK_S.
+
+        Faust records a message as read once its agent queue took it, after our seek when that
+        queue was full; the refetch is then dropped as already read up to that stale offset. A
+        stale copy that reaches `admit` triggers the next seek, but when it was the partition's
+        last record nothing else would, and the partition would wait for ever."""
+        while self._expect:
+            await asyncio.sleep(REFETCH_CHECK_S)  # a new rewind cancels this and checks on
+            for tp in list(self._expect):
+                self._seek_again(tp)
 
     # --- rebalance and shutdown ---------------------------------------------------------------
     def close(self, tps: set[TP]) -> None:
