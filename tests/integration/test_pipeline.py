@@ -35,6 +35,7 @@ from tests.integration.kafka_io import (
     owned,
     publish,
     read_json_objects,
+    read_to_end,
     result_json_keys,
     results,
     stored_documents,
@@ -223,6 +224,11 @@ async def _consuming(settings: Settings, workers: list[WorkerProcess]) -> dict[i
     )
 
 
+async def _published_any(settings: Settings, ids: set[str]) -> bool:
+    found = await read_to_end(settings, TopicNames(settings.topic_prefix).results)
+    return any(record.request_id in ids for record in found)
+
+
 def _mismatches(published: dict[str, list[AnalysisResult]], stored: dict, in_s3: dict) -> dict:
     """Request ids whose published copies, MongoDB document and result.json are not all one
     result, with the fields that differ from the stored document."""
@@ -251,14 +257,25 @@ async def test_kill_9_of_one_of_two_workers_loses_nothing(
     first = WorkerProcess(deployment, tmp_path, "w1", BEAT_ENV)
     second = WorkerProcess(deployment, tmp_path, "w2", BEAT_ENV)
     try:
-        await _consuming(deployment, [first, second])
+        statuses = await _consuming(deployment, [first, second])
         phases["settled"] = clock()
-        await publish(deployment, [(rid, scenes[i % 25], []) for i, rid in enumerate(ids)])
-        # Kill as soon as results flow: the victim is then in the middle of its share of the
-        # backlog, with a batch in hand whose results are being published while its offsets are
-        # not committed yet (commits follow completed work, at most once a second), so the
-        # survivor redoes some inputs from the committed offsets.
-        await collect(deployment, names.results, ids, 120, any_of=True, to_end=False)
+        partitions = deployment.topic_partitions
+        victims = owned(statuses[first.process.pid], names.images)
+        await publish(
+            deployment,
+            [(rid, scenes[i % 25], [], i % partitions) for i, rid in enumerate(ids)],
+        )
+        # Kill as soon as the victim's own results flow: it is then in the middle of its share of
+        # the backlog, with a take in hand whose results are being published while its offsets
+        # are not committed yet (a take is acknowledged once all of it is done), so the survivor
+        # redoes some inputs from the committed offsets.
+        its_inputs = {rid for i, rid in enumerate(ids) if i % partitions in victims}
+        await eventually(
+            lambda: _published_any(deployment, its_inputs),
+            120,
+            "a result from the worker to kill",
+            every_s=0.2,
+        )
         first.kill()
         phases["killed"] = clock()
         await collect(deployment, names.results, ids, 240, to_end=False)
