@@ -1,4 +1,6 @@
-"""The pipeline as Faust agents: images -> preprocess -> inference (micro-batched) -> analysis.
+"""The pipeline as Faust agents: by default one agent runs every stage in process (images ->
+intake -> model -> analysis, micro-batched and overlapping); a split deployment runs preprocess,
+inference and analysis as agents of their own over the stage topics.
 
 Each agent is a short loop: admit what it takes into its stage's `Delivery` ledger, hand it to
 `agents.stages`, and let the ledger acknowledge it once the outcome is durable (published output,
