@@ -1,7 +1,7 @@
 # One image for the API and the workers; docker-compose.yml picks the command.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY schemas schemas
 COPY core core
 COPY infra infra
@@ -9,6 +9,6 @@ COPY streams streams
 COPY agents agents
 COPY api api
 COPY control control
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && mugpos licences
 USER nobody
 CMD ["mugpos", "--help"]

@@ -9,9 +9,9 @@ KAFKA_LIBS := .cache/kafka-libs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint format install system-deps kafka-libs clean
+.PHONY: test demo lint licences format install system-deps kafka-libs clean
 
-test: install system-deps kafka-libs lint
+test: install system-deps kafka-libs lint licences
 	$(BIN)/pytest -v $(PYTEST_ARGS)
 
 demo: install
@@ -20,6 +20,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The runtime dependencies' licences against the project's AGPL-3.0-or-later (README "Licence").
+licences: install
+	$(BIN)/mugpos licences
 
 format: install
 	$(BIN)/ruff format .

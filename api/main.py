@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import problems
 from api.body_limit import BodyLimit
 from api.observe import Observe
-from api.routes import analyze, auth, dashboard, live, rules, servers, system
+from api.routes import about, analyze, auth, dashboard, live, rules, servers, system
 from api.services import ApiServices
 from core.config import Settings, load_settings
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_request_bytes)
     app.add_middleware(Observe)
 
-    for module in (system, auth, analyze, rules, dashboard, servers, live):
+    for module in (system, about, auth, analyze, rules, dashboard, servers, live):
         problems.document(module.router)
         app.include_router(module.router)
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from control.api_cli import api, users_app
 from control.console import console, load_or_exit
 from control.dlq_cli import dlq_app
+from control.licences_cli import licences
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
 from control.servers_cli import servers_app
@@ -39,6 +40,7 @@ users_app.command("keys")(list_keys)
 users_app.command("revoke-key")(revoke_key)
 app.add_typer(servers_app, name="servers")
 app.add_typer(dlq_app, name="dlq")
+app.command()(licences)
 
 
 @app.callback()

@@ -197,6 +197,17 @@ class Settings(BaseSettings):
         None, description="Bearer token `/metrics` asks for (secret); unset: `/metrics` is open."
     )
 
+    source_url: str | None = Field(
+        None,
+        description="Where users get this deployment's source (AGPL-3.0 section 13), shown by "
+        "/api/v1/about; unset: the API serves the running code itself at /api/v1/about/source.",
+    )
+    source_commit: str | None = Field(
+        None,
+        description="The commit this deployment was built from (image builds set it); unset: "
+        "read from git when running from a checkout.",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process."
     )

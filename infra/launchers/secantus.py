@@ -24,7 +24,9 @@ class SecantusServer:
         binary = shutil.which("secantusd-py", path=str(Path(sys.executable).parent))
         binary = binary or shutil.which("secantusd-py")
         if binary is None:
-            raise ServiceStartError("secantusdb: `secantusd-py` not found; install secantusdb")
+            raise ServiceStartError(
+                "secantusdb: `secantusd-py` not found; the demo needs: pip install 'mugpos[demo]'"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()  # a restart comes back where clients look
         argv = [

