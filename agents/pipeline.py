@@ -18,11 +18,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 
 import faust
 import stamina
+from aiohttp import web
 
 from agents import stages
 from agents.control import WorkerControl
+from agents.probes import probe_app, serve
 from infra.failures import unavailable_dependency
 from schemas.control import MAX_BATCH_CEILING
+from schemas.topics import TopicNames
 from streams.app import topics
 from streams.context import PipelineContext
 from streams.delivery import Delivery, Ticket
@@ -39,6 +42,15 @@ PAUSE_POLL_S = 0.05
 # commits them rather than the next owner redoing them: room for two batches on a busy CPU, under
 # the rebalance timeout (streams.app) and Kubernetes' default 30 s grace period.
 SETTLE_S = 20.0
+
+
+def consumer_group(prefix: str, enabled: Iterable[str]) -> str:
+    """The consumer group of a worker running `enabled`: the fused workers' group, or its
+    split role's (schemas.topics.TopicNames.role_group)."""
+    names, enabled = TopicNames(prefix), set(enabled)
+    if FUSED in enabled:
+        return names.pipeline_group
+    return names.role_group(tuple(s for s in STAGES if s in enabled))
 
 
 def register(
@@ -134,10 +146,27 @@ def register(
         await asyncio.gather(*(d.settle(None, SETTLE_S) for d in deliveries))
         await _commit(app)
 
+    endpoint: list[web.AppRunner] = []
+    if settings.worker_http_port is not None:
+
+        @app.task
+        async def serve_probes() -> None:
+            host, port = settings.worker_http_host, settings.worker_http_port
+            try:
+                probes = probe_app(control.reported_state, ctx.health.unavailable)
+                endpoint.append(await serve(probes, host, port))
+            except OSError as exc:  # the port is taken: say which, and stop
+                logging.getLogger(__name__).error(
+                    "worker HTTP endpoint cannot listen on %s:%s: %s", host, port, exc
+                )
+                await app.crash(exc)
+
     @app.on_before_shutdown.connect
     async def close_commands(app: faust.App, **_: object) -> None:
         await drain()
         await control.stop_commands()
+        for runner in endpoint:  # answered `draining`/`stopping` (503) until now
+            await runner.cleanup()
 
     async def batches(
         stream: faust.StreamT, delivery: Delivery, size: int

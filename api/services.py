@@ -24,6 +24,7 @@ from infra import activity_log, mongo
 from infra.clients import Clients
 from infra.kafka_admin import KafkaAdmin, PartitionLag
 from infra.kafka_clients import TopicFollower, create_producer
+from infra.kafka_security import verify_kafka_access
 from infra.object_store import ObjectStore
 from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
@@ -86,7 +87,7 @@ class ApiServices:
             rule_cache=RuleCache(rules, redis, settings.topic_prefix),
             limiter=RateLimiter(settings),
             registry=WorkerRegistry(settings),
-            kafka_admin=KafkaAdmin(settings.kafka_bootstrap, request_timeout_ms=5000),
+            kafka_admin=KafkaAdmin(settings, request_timeout_ms=5000),
             limits=ImageLimits(
                 max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
             ),
@@ -111,6 +112,7 @@ class ApiServices:
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.db)
+        await verify_kafka_access(self.settings)  # a wrong password stops start-up, named
         await self.producer.start()
         self._followers = [
             TopicFollower(self.settings, self.topics.results, self._on_result),
@@ -121,10 +123,10 @@ class ApiServices:
         log.info("API ready: following %s and %s", self.topics.results, self.topics.control)
 
     async def pipeline_lag(self) -> list[PartitionLag]:
-        """Committed offset vs log end of every partition the pipeline's workers consume."""
-        return await self.kafka_admin.consumer_lag(
-            self.topics.pipeline_group, list(self.topics.consumed())
-        )
+        """Committed offset vs log end of every partition the pipeline's workers consume, over
+        the fused workers' group and every split role's."""
+        groups = await self.kafka_admin.groups(self.topics.pipeline_group)
+        return await self.kafka_admin.consumer_lag(groups, list(self.topics.consumed()))
 
     async def _on_result(self, key: bytes, value: bytes) -> None:
         self.metrics.observe_result(orjson.loads(value))

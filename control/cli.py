@@ -43,8 +43,22 @@ app.add_typer(dlq_app, name="dlq")
 app.command()(licences)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        console.print(f"mugpos {metadata.version('mugpos')}", highlight=False)
+        raise typer.Exit
+
+
 @app.callback()
 def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option(

@@ -59,8 +59,12 @@ def sample_scenes(count: int = SCENES, size: int = 640) -> list[bytes]:
 async def _publish(settings: Settings, images: list[bytes]) -> list[str]:
     from aiokafka import AIOKafkaProducer
 
+    from infra.kafka_security import kafka_client_kwargs
+
     topics = TopicNames(settings.topic_prefix)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings)
+    )
     await producer.start()
     ids = []
     try:
@@ -85,11 +89,14 @@ async def _results(
     """Read the results topic until every published request has its result."""
     from aiokafka import AIOKafkaConsumer
 
+    from infra.kafka_security import kafka_client_kwargs
+
     consumer = AIOKafkaConsumer(
         TopicNames(settings.topic_prefix).results,
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
+        **kafka_client_kwargs(settings),
     )
     await consumer.start()
     found: dict[str, AnalysisResult] = {}

@@ -176,6 +176,19 @@ def runtime_closure(
     return [found[key] for key in sorted(found)]
 
 
+def everything_installed(
+    root: str = PROJECT, path: list[str] | None = None
+) -> list[metadata.Distribution]:
+    """Every installed distribution but `root`, each once: an image's whole set, including what
+    its build added beside the project's own requirements (TensorRT in the GPU image)."""
+    search = {"path": path} if path is not None else {}
+    found: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions(**search):
+        found.setdefault(canonicalize_name(dist.metadata["Name"]), dist)
+    found.pop(canonicalize_name(root), None)
+    return [found[key] for key in sorted(found)]
+
+
 def licence_of(dist: metadata.Distribution) -> tuple[str, str]:
     """(licence as an SPDX expression when one can be read, where it was read)."""
     meta = dist.metadata
@@ -261,12 +274,18 @@ def _term(tokens: list[str]) -> tuple[Verdict, list[str]]:
 
 
 def audit(
-    exceptions: Iterable[ReviewedException], root: str = PROJECT, path: list[str] | None = None
+    exceptions: Iterable[ReviewedException],
+    root: str = PROJECT,
+    path: list[str] | None = None,
+    *,
+    installed: bool = False,
 ) -> list[Finding]:
-    """One finding per runtime dependency, with the exception that accepts it where one does."""
+    """One finding per runtime dependency (`installed`: per installed distribution), with the
+    exception that accepts it where one does."""
     reviewed = list(exceptions)
     findings = []
-    for dist in runtime_closure(root, path):
+    dists = everything_installed(root, path) if installed else runtime_closure(root, path)
+    for dist in dists:
         licence, source = licence_of(dist)
         finding = Finding(
             canonicalize_name(dist.metadata["Name"]),

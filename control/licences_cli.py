@@ -24,6 +24,14 @@ def licences(
         typer.Option(help="Reviewed exceptions (TOML); default: the list shipped with mugpos."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per package.")] = False,
+    installed: Annotated[
+        bool,
+        typer.Option(
+            "--installed",
+            help="Every installed distribution, not only mugpos's runtime dependencies (an "
+            "image's whole set; the dev environment's test tools would be refused).",
+        ),
+    ] = False,
     show_all: Annotated[
         bool, typer.Option("--all", help="List compatible packages too, not only the rest.")
     ] = False,
@@ -32,7 +40,7 @@ def licences(
     source = exceptions or Path(str(resources.files("control") / SHIPPED_EXCEPTIONS))
     try:
         reviewed = load_exceptions(source)
-        findings = audit(reviewed)
+        findings = audit(reviewed, installed=installed)
     except AuditError as exc:
         console.print(f"[red]licence check cannot run:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -60,7 +68,8 @@ def licences(
         for stale in unused(reviewed, findings):
             console.print(f"exception not used here: {stale.package} ({stale.licence})")
         console.print(
-            f"{len(findings)} runtime dependencies: {len(findings) - len(refused)} accepted, "
+            f"{len(findings)} {'installed distributions' if installed else 'runtime dependencies'}: "
+            f"{len(findings) - len(refused)} accepted, "
             f"{len(refused)} refused",
             highlight=False,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -27,13 +28,17 @@ def worker(
     loglevel: Annotated[str | None, typer.Option(help="Default: MUGPOS_LOG_LEVEL.")] = None,
 ) -> None:
     """Consume the images topic and produce results; scale out by starting more workers."""
-    from agents.pipeline import FUSED, STAGES, register
+    from agents.pipeline import FUSED, STAGES, consumer_group, register
+    from infra.kafka_security import verify_kafka_access
     from infra.launchers import free_port
     from streams.app import create_app
     from streams.context import PipelineContext
     from streams.worker import PipelineWorker
 
     settings = load_or_exit()
+    # A refused password or certificate ends the worker here, named (KafkaAccessError: exit 1),
+    # instead of Faust retrying forever.
+    asyncio.run(verify_kafka_access(settings))
     enabled = (FUSED,) if stage == "all" else tuple(s.strip() for s in stage.split(","))
     if stage != "all" and not set(enabled) <= set(STAGES):
         console.print(
@@ -41,8 +46,9 @@ def worker(
         )
         raise typer.Exit(2)
     folder = datadir or Path(tempfile.mkdtemp(prefix="mugpos-worker-"))
+    group = consumer_group(settings.topic_prefix, enabled)
     # A port of its own, so several workers on one host never clash on Faust's default 6066.
-    app = create_app(settings, datadir=folder, web_port=free_port())
+    app = create_app(settings, datadir=folder, web_port=free_port(), group=group)
     drain = register(app, PipelineContext.open(settings), enabled, concurrency)
     # Faust sets up the root logger itself, at this level; the drivers keep theirs (cli.main).
     PipelineWorker(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.models.class_map import DEFAULT_CLASS_MAP, ROLES
@@ -54,6 +54,31 @@ class Settings(BaseSettings):
     topic_replication: PositiveInt = Field(1, description="Replication factor of each topic.")
     topic_retention_ms: PositiveInt = Field(
         7 * 24 * 3600 * 1000, description="Retention of the data topics in milliseconds."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (TLS + SASL, what managed Kafka services use).",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism; required with SASL_PLAINTEXT and SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SASL user name; required with SASL_PLAINTEXT and SASL_SSL."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (secret); required with SASL_PLAINTEXT and SASL_SSL."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, "
+        "SASL_SSL); unset: the system's trusted CAs.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (SSL, SASL_SSL)."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate; needs the certfile."
     )
 
     # MongoDB
@@ -142,6 +167,17 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(
         2.0, gt=0, le=60, description="Seconds between worker heartbeats; lost after two missed."
     )
+    worker_http_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of the worker's HTTP endpoint (/healthz, /readyz, /metrics) for an "
+        "orchestrator's probes and Prometheus; unset: none.",
+    )
+    worker_http_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - probes and scrapes come from outside the pod or container
+        description="Address the worker's HTTP endpoint listens on.",
+    )
     idle_shutdown_s: PositiveInt | None = Field(
         None, description="Drain and exit after this many seconds without input; unset: never."
     )
@@ -196,7 +232,6 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         None, description="Bearer token `/metrics` asks for (secret); unset: `/metrics` is open."
     )
-
     source_url: str | None = Field(
         None,
         description="Where users get this deployment's source (AGPL-3.0 section 13), shown by "
@@ -234,6 +269,66 @@ class Settings(BaseSettings):
     def _check_topic_prefix(cls, value: str) -> str:
         if not _TOPIC_PREFIX.match(value):
             raise ValueError("may hold only letters, digits, '.', '_' and '-' (1-100 chars)")
+        return value
+
+    @field_validator(
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _kafka_security_blank_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return "PLAINTEXT" if info.field_name == "kafka_security_protocol" else None
+            if info.field_name == "kafka_security_protocol":
+                return value.strip().upper().replace("-", "_")
+            if info.field_name == "kafka_sasl_mechanism":
+                return value.strip().upper()
+        return value
+
+    @field_validator("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+    @classmethod
+    def _check_kafka_sasl(cls, value: object, info: ValidationInfo) -> object:
+        protocol = info.data.get("kafka_security_protocol")
+        if protocol is None:  # itself invalid, and reported as such
+            return value
+        if isinstance(value, SecretStr) and not value.get_secret_value():
+            value = None
+        if protocol.startswith("SASL_") and value is None:
+            raise ValueError(f"required when {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is {protocol}")
+        if not protocol.startswith("SASL_") and value is not None:
+            raise ValueError(
+                f"only used with {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL SASL_SSL or SASL_PLAINTEXT "
+                f"(it is {protocol})"
+            )
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _check_kafka_ssl_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        protocol = info.data.get("kafka_security_protocol")
+        if protocol is not None and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                f"only used with {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL "
+                f"(it is {protocol})"
+            )
+        if not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        if (
+            info.field_name == "kafka_ssl_keyfile"
+            and "kafka_ssl_certfile" in info.data
+            and info.data["kafka_ssl_certfile"] is None
+        ):
+            raise ValueError(f"needs {ENV_PREFIX}KAFKA_SSL_CERTFILE, the certificate of this key")
         return value
 
     @field_validator("mongodb_uri")

@@ -24,6 +24,7 @@ from core.config import Settings
 from core.pipeline.redrive import LetterFilter, position_label, replay_headers
 from infra import activity_log, mongo
 from infra.kafka_admin import KafkaAdmin
+from infra.kafka_security import kafka_client_kwargs
 from infra.object_store import (
     InvalidObjectKey,
     ObjectNotFound,
@@ -91,7 +92,7 @@ async def read_letters(
 
 
 async def _partition_count(settings: Settings, topic: str) -> int:
-    admin = KafkaAdmin(settings.kafka_bootstrap, request_timeout_ms=_KAFKA_TIMEOUT_MS)
+    admin = KafkaAdmin(settings, request_timeout_ms=_KAFKA_TIMEOUT_MS)
     try:
         count = (await admin.partitions([topic])).get(topic)
     finally:
@@ -110,6 +111,7 @@ async def _scan(settings: Settings, topic: str, wanted: LetterFilter) -> LetterS
         auto_offset_reset="earliest",
         request_timeout_ms=_KAFKA_TIMEOUT_MS,
         client_id=f"{settings.topic_prefix}-dlq-redrive",
+        **kafka_client_kwargs(settings),
     )
     await consumer.start()
     scan = LetterScan()
@@ -304,6 +306,7 @@ class Redrive:
                 linger_ms=0,
                 request_timeout_ms=_KAFKA_TIMEOUT_MS,
                 client_id=f"{self._settings.topic_prefix}-dlq-redrive",
+                **kafka_client_kwargs(self._settings),
             )
             try:
                 await producer.start()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from core.config import Settings
 from infra import mongo, redis_client
 from infra.kafka_admin import KafkaAdmin
+from infra.kafka_security import verify_kafka_access
 from infra.object_store import create_object_store
 
 
@@ -39,7 +40,9 @@ async def check_all(settings: Settings, timeout_s: float = 5.0) -> list[Componen
     """Kafka, MongoDB, Redis (when configured) and the object store, each with its own verdict."""
 
     async def kafka() -> str:
-        admin = KafkaAdmin(settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000))
+        # A refused password or certificate is named as such, not as "Unable to bootstrap".
+        await verify_kafka_access(settings, timeout_s)
+        admin = KafkaAdmin(settings, request_timeout_ms=int(timeout_s * 1000))
         try:
             return await admin.health()
         finally:

@@ -11,6 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from core.config import Settings
+from infra.kafka_security import kafka_client_kwargs
 from schemas.topics import STAGE_MESSAGE_MAX_BYTES, TopicNames
 
 
@@ -68,10 +69,17 @@ class PartitionLag:
 
 
 class KafkaAdmin:
-    """A lazily-started admin client: constructing it does no network I/O."""
+    """A lazily-started admin client: constructing it does no network I/O.
 
-    def __init__(self, bootstrap: str, *, request_timeout_ms: int = 10_000) -> None:
-        self._bootstrap = bootstrap
+    Given Settings, it connects as every client of the system does (infra.kafka_security); a bare
+    bootstrap string connects in plain text (the test harness's own probes)."""
+
+    def __init__(self, target: Settings | str, *, request_timeout_ms: int = 10_000) -> None:
+        if isinstance(target, Settings):
+            self._bootstrap = target.kafka_bootstrap
+            self._security = kafka_client_kwargs(target)
+        else:
+            self._bootstrap, self._security = target, {}
         self._timeout_ms = request_timeout_ms
         self._client: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -79,7 +87,9 @@ class KafkaAdmin:
     async def _admin(self) -> AIOKafkaAdminClient:
         if self._client is None:
             client = AIOKafkaAdminClient(
-                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+                bootstrap_servers=self._bootstrap,
+                request_timeout_ms=self._timeout_ms,
+                **self._security,
             )
             await client.start()
             self._client = client
@@ -171,16 +181,25 @@ class KafkaAdmin:
             entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
         }
 
-    async def consumer_lag(self, group: str, topics: list[str]) -> list[PartitionLag]:
-        """Committed offset vs log end of every partition of `topics`, for one consumer group."""
-        committed = await (await self._admin()).list_consumer_group_offsets(group)
+    async def groups(self, stem: str) -> list[str]:
+        """The consumer groups named `stem` or `stem-…` (the pipeline's roles: TopicNames)."""
+        listed = await (await self._admin()).list_consumer_groups()
+        return sorted(g for g, *_ in listed if g == stem or g.startswith(f"{stem}-"))
+
+    async def consumer_lag(self, groups: str | list[str], topics: list[str]) -> list[PartitionLag]:
+        """Committed offset vs log end of every partition of `topics`: the furthest offset any
+        of `groups` committed there (in a deployment each topic is consumed by one role)."""
+        admin = await self._admin()
+        committed: dict[TopicPartition, int] = {}
+        for group in [groups] if isinstance(groups, str) else groups:
+            for tp, meta in (await admin.list_consumer_group_offsets(group)).items():
+                committed[tp] = max(committed.get(tp, -1), meta.offset)
         sizes = await self.partitions(topics)
         wanted = [TopicPartition(t, p) for t, n in sorted(sizes.items()) for p in range(n)]
         ends = await (await self._offsets()).end_offsets(wanted) if wanted else {}
         lags = []
         for tp in wanted:
-            done = committed.get(tp)
-            position = done.offset if done is not None and done.offset >= 0 else 0
+            position = max(committed.get(tp, 0), 0)
             lags.append(PartitionLag(tp.topic, tp.partition, position, ends[tp]))
         return lags
 
@@ -188,7 +207,9 @@ class KafkaAdmin:
         """A group-less consumer for log-end offsets, started once like the admin client."""
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap, request_timeout_ms=self._timeout_ms
+                bootstrap_servers=self._bootstrap,
+                request_timeout_ms=self._timeout_ms,
+                **self._security,
             )
             await consumer.start()
             self._consumer = consumer

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from core.config import Settings
 from infra.kafka_admin import KafkaAdmin
 from infra.kafka_backoff import install_reconnect_backoff
+from infra.kafka_security import kafka_client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=0,
         client_id=f"{settings.topic_prefix}-api",
+        **kafka_client_kwargs(settings),
     )
 
 
@@ -49,8 +51,9 @@ class TopicFollower:
             enable_auto_commit=False,
             group_id=None,
             client_id=f"{self._settings.topic_prefix}-api-follower",
+            **kafka_client_kwargs(self._settings),
         )
-        admin = KafkaAdmin(self._settings.kafka_bootstrap)
+        admin = KafkaAdmin(self._settings)
         try:
             count = (await admin.partitions([self._topic])).get(self._topic)
         finally:

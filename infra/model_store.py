@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -30,7 +31,8 @@ from core.models.manifest import (
 from infra.object_store import ObjectNotFound, ObjectStore
 from infra.object_store.keys import model_key, model_prefix
 
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+# The detectors shipped in the wheel (package data of `assets`); a regular package on disk.
+BUNDLED_DIR = Path(str(resources.files("assets") / "models"))
 
 
 def _version_key(version: str) -> tuple[int, Version | str]:

@@ -11,7 +11,7 @@ from infra.object_store import S3ObjectStore, create_object_store
 async def provision(settings: Settings) -> dict[str, str]:
     """Declare topics, create indexes and the bucket; returns what was done, for the log."""
     done: dict[str, str] = {}
-    admin = KafkaAdmin(settings.kafka_bootstrap)
+    admin = KafkaAdmin(settings)
     try:
         for topic, outcome in (await admin.declare(topic_specs(settings))).items():
             done[f"topic {topic}"] = outcome

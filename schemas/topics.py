@@ -53,8 +53,15 @@ class TopicNames:
 
     @property
     def pipeline_group(self) -> str:
-        """Consumer group (Faust app id) shared by every pipeline worker."""
+        """Consumer group (Faust app id) of the fused workers, and the stem of every role's."""
         return f"{self.prefix}-pipeline"
+
+    def role_group(self, stages: tuple[str, ...]) -> str:
+        """The consumer group of a split deployment's role: the workers running these stages (in
+        pipeline order). Each role is a group of its own: aiokafka has no cooperative
+        rebalancing, so in one shared group every scale step of the GPU workers would stop every
+        CPU worker too. Two roles must not share a stage (both would process its messages)."""
+        return f"{self.pipeline_group}-{'-'.join(stages)}"
 
     def consumed(self) -> tuple[str, ...]:
         """The topics pipeline workers consume, in stage order."""

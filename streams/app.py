@@ -11,16 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types.auth import CredentialsT
 
 from core.config import Settings
+from infra.kafka_security import kafka_ssl_context, uses_sasl
 from schemas.topics import STAGE_MESSAGE_MAX_BYTES, TopicNames
 
 
-def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App:
+def create_app(
+    settings: Settings, *, datadir: Path, web_port: int, group: str | None = None
+) -> faust.App:
+    """The Faust app of a worker; `group`: its role's consumer group (agents.pipeline.consumer_group;
+    default: the fused workers')."""
     brokers = [f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")]
     app = faust.App(
-        TopicNames(settings.topic_prefix).pipeline_group,
+        group or TopicNames(settings.topic_prefix).pipeline_group,
         broker=brokers,
+        broker_credentials=broker_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
@@ -47,6 +54,25 @@ def create_app(settings: Settings, *, datadir: Path, web_port: int) -> faust.App
     )
     _fetch_wait(app, settings.fetch_max_wait_ms)
     return app
+
+
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """TLS and SASL as every other client of the system (infra.kafka_security), in Faust's form:
+    Faust turns these back into aiokafka's security_protocol, ssl_context and sasl_* arguments for
+    its consumer and producer (faust.transport.drivers.aiokafka.credentials_to_aiokafka_auth)."""
+    context = kafka_ssl_context(settings)
+    if uses_sasl(settings):
+        assert settings.kafka_sasl_password is not None  # Settings requires it with SASL_*
+        # With an ssl_context the protocol is SASL_SSL, without one SASL_PLAINTEXT.
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def _fetch_wait(app: faust.App, max_wait_ms: int) -> None:

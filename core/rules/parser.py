@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from pathlib import Path
+from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
@@ -58,7 +58,7 @@ _WORDS = {
 
 @cache
 def _parser() -> Lark:
-    grammar = (Path(__file__).parent / "grammar.lark").read_text()
+    grammar = resources.files("core.rules").joinpath("grammar.lark").read_text()
     return Lark(grammar, parser="earley", lexer="dynamic", ambiguity="resolve")
 
 

@@ -4,7 +4,7 @@ Each launcher owns one child process, writes its output to a log file, waits for
 answer its own protocol (never a fixed sleep) and stops only the PID it started.
 """
 
-from infra.launchers.kafka import KafkaBroker
+from infra.launchers.kafka import KafkaBroker, SaslSslListener
 from infra.launchers.moto import MotoS3Server
 from infra.launchers.process import ManagedProcess, ServiceStartError, free_port
 from infra.launchers.redis import RedisServer
@@ -16,6 +16,7 @@ __all__ = [
     "ManagedProcess",
     "MotoS3Server",
     "RedisServer",
+    "SaslSslListener",
     "SecantusServer",
     "ServiceStartError",
     "TansuBroker",

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.launchers.process import ManagedProcess, ServiceStartError, free_port
@@ -25,8 +26,26 @@ def _random_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+@dataclass(frozen=True)
+class SaslSslListener:
+    """An additional SASL_SSL listener (what managed Kafka services offer): TLS with the given
+    PEM certificate chain and unencrypted PKCS#8 key, SCRAM-SHA-512 users created at format time
+    by Kafka's own StorageTool (`--add-scram`)."""
+
+    certificate_chain_pem: str
+    private_key_pem: str
+    scram_users: dict[str, str] = field(default_factory=dict)  # name -> password
+    mechanism: str = "SCRAM-SHA-512"
+
+
+def _property_value(text: str) -> str:
+    """A multi-line value on one line of a .properties file (java.util.Properties escapes)."""
+    return text.strip().replace("\\", "\\\\").replace("\n", "\\n")
+
+
 class KafkaBroker:
-    """A single-node broker+controller on two free loopback ports, data in `workdir`."""
+    """A single-node broker+controller on two free loopback ports, data in `workdir`; with
+    `sasl_ssl`, a third port serves SASL_SSL (`sasl_bootstrap`) besides plain text."""
 
     def __init__(
         self,
@@ -35,8 +54,11 @@ class KafkaBroker:
         libs_dir: Path = DEFAULT_LIBS_DIR,
         message_max_bytes: int = 1_048_588,
         heap: str = "512m",
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         self.workdir = workdir
+        self.sasl_ssl = sasl_ssl
+        self.sasl_port = 0
         self.libs_dir = libs_dir
         self.message_max_bytes = message_max_bytes
         self.heap = heap
@@ -48,6 +70,13 @@ class KafkaBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_SSL listener's host:port (only with `sasl_ssl`)."""
+        if self.sasl_ssl is None:
+            raise ValueError("this broker has no SASL_SSL listener")
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def process(self) -> ManagedProcess | None:
@@ -98,9 +127,41 @@ class KafkaBroker:
             "num.io.threads": "2",
             "log.retention.check.interval.ms": "60000",
         }
+        if self.sasl_ssl is not None:
+            props.update(self._sasl_ssl_properties(self.sasl_ssl))
         path = self.workdir / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
         return path
+
+    def _sasl_ssl_properties(self, listener: SaslSslListener) -> dict[str, str]:
+        endpoint = f"SASL_SSL://127.0.0.1:{self.sasl_port}"
+        mechanism = listener.mechanism.lower()
+        return {
+            "listeners": f"{endpoint},PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},{endpoint}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+            "SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": listener.mechanism,
+            f"listener.name.sasl_ssl.{mechanism}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            # PEM given inline: an unencrypted key is only accepted this way, not as a file.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.certificate.chain": _property_value(listener.certificate_chain_pem),
+            "ssl.keystore.key": _property_value(listener.private_key_pem),
+            "ssl.client.auth": "none",
+        }
+
+    def _scram_arguments(self) -> list[str]:
+        if self.sasl_ssl is None:
+            return []
+        mechanism = self.sasl_ssl.mechanism
+        return [
+            argument
+            for name, password in self.sasl_ssl.scram_users.items()
+            for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]
 
     def start(self, timeout_s: float = 90.0) -> None:
         """Format storage, start the JVM, return once the broker answers a metadata request."""
@@ -108,6 +169,8 @@ class KafkaBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.controller_port = free_port()
+        if self.sasl_ssl is not None:
+            self.sasl_port = free_port()
         properties = self._write_properties(controller_port=self.controller_port)
         formatted = subprocess.run(
             [
@@ -118,6 +181,7 @@ class KafkaBroker:
                 f"--cluster-id={self.cluster_id}",
                 "-c",
                 str(properties),
+                *self._scram_arguments(),  # SCRAM users are metadata records, written here
             ],
             capture_output=True,
             text=True,

@@ -16,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.pipeline import FUSED, consumer_group
 from core.config import Settings
 from infra import mongo
 from infra.object_store import S3ObjectStore
@@ -314,10 +315,18 @@ async def committed_vs_end_offsets(
     return out
 
 
-async def uncommitted(settings: Settings, topics: Iterable[str]) -> dict[str, dict]:
-    """For the pipeline group: every partition of `topics` whose committed offset is not its log
-    end, as {topic: {partition: (committed, end)}}; empty when everything is committed."""
-    group = TopicNames(settings.topic_prefix).pipeline_group
+def worker_group(settings: Settings, stage: str = "all") -> str:
+    """The consumer group of workers started with `--stage stage` (as control.worker_cli)."""
+    enabled = [FUSED] if stage == "all" else stage.split(",")
+    return consumer_group(settings.topic_prefix, enabled)
+
+
+async def uncommitted(
+    settings: Settings, topics: Iterable[str], stage: str = "all"
+) -> dict[str, dict]:
+    """For the group of `stage` workers: every partition of `topics` whose committed offset is
+    not its log end, as {topic: {partition: (committed, end)}}; empty when all is committed."""
+    group = worker_group(settings, stage)
     behind: dict[str, dict] = {}
     for topic in topics:
         offsets = await committed_vs_end_offsets(settings, group, topic)
@@ -346,12 +355,15 @@ async def group_member_ids(admin: AIOKafkaAdminClient, group: str) -> set[str]:
     return members
 
 
-async def wait_all_committed(settings: Settings, topics: Iterable[str], timeout_s: float) -> None:
-    """Wait until the pipeline group has committed every record of `topics` (see `uncommitted`)."""
+async def wait_all_committed(
+    settings: Settings, topics: Iterable[str], timeout_s: float, stage: str = "all"
+) -> None:
+    """Wait until the group of `stage` workers has committed every record of `topics` (see
+    `uncommitted`)."""
     topics = list(topics)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while behind := await uncommitted(settings, topics):
+    while behind := await uncommitted(settings, topics, stage):
         if loop.time() >= deadline:
             raise AssertionError(
                 f"not within {timeout_s:g} s: the pipeline group committed every offset; "

@@ -35,6 +35,7 @@ from tests.integration.kafka_io import (
     read_to_end,
     stored_documents,
     wait_all_committed,
+    worker_group,
 )
 from tests.integration.workers import WorkerProcess, scene_jpeg
 
@@ -326,19 +327,18 @@ def _split_ownership(api: ApiServer, headers: dict) -> tuple[dict, dict] | None:
     return workers[0], workers[1]
 
 
-async def _group_members(settings: Settings) -> set[str]:
+async def _group_members(settings: Settings, group: str) -> set[str]:
     async with admin_client(settings) as admin:
-        return await group_member_ids(admin, TopicNames(settings.topic_prefix).pipeline_group)
+        return await group_member_ids(admin, group)
 
 
 async def _drain_watching_the_group(
-    api: ApiServer, headers: dict, worker_id: str, members: set[str]
+    api: ApiServer, headers: dict, worker_id: str, members: set[str], group: str
 ) -> tuple[dict, float]:
     """Drain a worker while polling the pipeline group's membership. Returns the command's reply
     and the last moment (epoch seconds, taken before asking) at which the group still had every
     one of `members`: the drained worker certainly still owned its partitions until then, as no
     other can be given them before it leaves the group."""
-    group = TopicNames(api.settings.topic_prefix).pipeline_group
     async with admin_client(api.settings) as admin:
         asked = time.time()
         now = await group_member_ids(admin, group)
@@ -443,7 +443,8 @@ def test_drain_finishes_in_flight_work_and_redoes_nothing(
             lambda: _split_ownership(server, admin), 90, "two workers splitting their topics"
         )
         ours = {topic: owned(first, topic) for topic in names.consumed()}
-        members = asyncio.run(_group_members(settings))
+        group = worker_group(settings, stage)
+        members = asyncio.run(_group_members(settings, group))
         assert len(members) == 2, members
         sent = _publish(settings, list(range(settings.topic_partitions)), 24)
         ids = list(sent)
@@ -455,14 +456,14 @@ def test_drain_finishes_in_flight_work_and_redoes_nothing(
             "a result from the worker to drain",
         )
         reply, still_there = asyncio.run(
-            _drain_watching_the_group(server, admin, first["worker_id"], members)
+            _drain_watching_the_group(server, admin, first["worker_id"], members, group)
         )
         assert reply["acks"][first["worker_id"]]["ok"] is True
         issued_ms = datetime.fromisoformat(reply["issued_at"]).timestamp() * 1000
         drained = {w.process.pid: w for w in workers}[first["pid"]]
         assert drained.process.wait(timeout=60) == 0
         asyncio.run(collect(settings, names.results, ids, 120, to_end=False))
-        asyncio.run(wait_all_committed(settings, names.consumed(), 60))
+        asyncio.run(wait_all_committed(settings, names.consumed(), 60, stage))
         _until(
             lambda: _owns_every_image_partition(server, admin, second["worker_id"]),
             30,

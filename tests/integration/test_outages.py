@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.config import Settings
-from infra.launchers import MotoS3Server, RedisServer, SecantusServer
+from infra.launchers import MotoS3Server, RedisServer, SecantusServer, free_port
 from infra.object_store import S3ObjectStore
 from infra.provision import provision
 from infra.redis_client import create_client as redis_client
@@ -63,7 +64,11 @@ async def _through_outage(
     LATE more (a fast worker may have finished the stream during the outage); returns the
     request ids, their published results and when the dependency came back."""
     await provision(settings)
-    worker = WorkerProcess(settings, folder, "w", FAST, stage=stage)
+    port = free_port()
+    probes = f"http://127.0.0.1:{port}"
+    worker = WorkerProcess(
+        settings, folder, "w", {**FAST, "MUGPOS_WORKER_HTTP_PORT": str(port)}, stage=stage
+    )
     names = TopicNames(settings.topic_prefix)
     ids = [f"{dependency}-{i:03d}" for i in range(IMAGES + LATE)]
     scenes = [scene_jpeg(i, 320) for i in range(20)]
@@ -72,6 +77,7 @@ async def _through_outage(
     try:
         await publish(settings, inputs[:IMAGES])
         await collect(settings, names.results, ids, 180, any_of=True, to_end=False)
+        assert await _probe(probes, "/readyz") == (200, "running")
         stop()
         down_at = loop.time()
         pid = worker.process.pid
@@ -80,6 +86,11 @@ async def _through_outage(
                 lambda: _degraded(settings, pid, dependency), DOWN_S, f"{dependency} reported down"
             )
             assert status["unavailable"][dependency] >= 0
+            # The orchestrator sees the same: not ready (degraded), but alive.
+            await eventually(
+                lambda: _probe_says(probes, 503, "degraded", dependency), 10, "/readyz degraded"
+            )
+            assert (await _probe(probes, "/healthz"))[0] == 200
         await asyncio.sleep(max(0.0, DOWN_S - (loop.time() - down_at)))
         restarted = start()
         if restarted is not None:
@@ -88,10 +99,30 @@ async def _through_outage(
         await publish(settings, inputs[IMAGES:])
         records = await collect(settings, names.results, ids, 240)
         await eventually(lambda: _running(settings, pid), 30, "the worker reports `running` again")
+        assert await _probe(probes, "/readyz") == (200, "running")
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{probes}/metrics")).text
+        assert 'mugpos_inference_batch_size_count{model="mugdet-synth:1.0.0"}' in metrics
         assert worker.process.poll() is None, "the worker died during the outage"
     finally:
         worker.stop()
     return ids, results(records), back_at
+
+
+async def _probe(base: str, path: str) -> tuple[int, str | None]:
+    """The worker endpoint's status code and, for /readyz, the state it reports."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        reply = await client.get(f"{base}{path}")
+    return reply.status_code, reply.json().get("state") if path == "/readyz" else None
+
+
+async def _probe_says(base: str, status: int, state: str, dependency: str) -> bool:
+    async with httpx.AsyncClient(timeout=5) as client:
+        reply = await client.get(f"{base}/readyz")
+    body = reply.json()
+    return (
+        reply.status_code == status and body["state"] == state and dependency in body["unavailable"]
+    )
 
 
 async def _degraded(settings: Settings, pid: int, dependency: str) -> dict | None:

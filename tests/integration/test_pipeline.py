@@ -404,7 +404,7 @@ async def test_a_restarted_worker_resumes_from_committed_offsets(
         await collect(deployment, names.results, before, 180, to_end=False)
     finally:
         assert worker.stop() == 0  # SIGTERM at once: drained, committed, clean exit
-    behind = await uncommitted(deployment, names.consumed())
+    behind = await uncommitted(deployment, names.consumed(), stage)
     assert behind == {}, (
         f"offsets not committed at exit, as {{topic: {{partition: (committed, end)}}}}: {behind}"
     )

@@ -1,19 +1,65 @@
-"""docker-compose.yml cannot run here (no Docker engine), so its wiring is checked statically."""
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked statically: parsed
+and validated against the Compose Specification by the compose-spec package (the compose_spec
+Rust library's strict parser: unknown keys, bad types and bad enum values are refused), after the
+same ${VAR}, ${VAR:-default} and ${VAR:?message} interpolation `docker compose config` does; then
+the invariants the stack relies on."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 import yaml
+from compose_spec import PyOptions
 
 from core.config import ENV_PREFIX, Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
-NEEDED = {"kafka", "mongodb", "redis", "minio", "api", "worker-cpu", "worker-gpu"}
+NEEDED = {"kafka", "mongodb", "redis", "minio", "setup", "api", "worker-cpu", "worker-gpu"}
+APPS = {"setup", "api", "worker-cpu", "worker-gpu", "worker-cpu-inference"}
+BACKENDS = {"kafka", "mongodb", "redis", "minio"}
+SECRETS = {
+    "MUGPOS_JWT_SECRET",
+    "MUGPOS_ENCRYPTION_KEY",
+    "MONGO_PASSWORD",
+    "REDIS_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+}
+# What a user puts in .env (deploy/compose.env.example).
+DOTENV = {name: f"test-{name.lower()}-0123456789abcdef0123456789" for name in SECRETS}
+_VARIABLE = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+)
 
 
-def _compose() -> dict:
-    return yaml.safe_load(COMPOSE.read_text())
+class MissingVariable(Exception):
+    pass
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation of the forms the file uses (a missing :? variable is an error)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$$"  # left for the container's shell, as compose does
+        name, op, arg = match.group("name", "op", "arg")
+        value = env.get(name)
+        if op in (":?", "?") and not value:
+            raise MissingVariable(f"{name}: {arg}")
+        if op in (":-", "-") and not value:
+            return arg
+        return value or ""
+
+    return _VARIABLE.sub(substitute, text)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    text = interpolate(COMPOSE.read_text(), DOTENV)
+    parsed = PyOptions(apply_merge=True).from_yaml(text)  # raises ValueError on a spec violation
+    parsed.validate()
+    return yaml.safe_load(text)
 
 
 def _environment(service: dict) -> dict[str, str]:
@@ -23,55 +69,140 @@ def _environment(service: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def _mugpos_vars(compose: dict) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    anchors = compose.get("x-mugpos-env", {})
-    found["x-mugpos-env"] = {k for k in anchors if k.startswith(ENV_PREFIX)}
-    for name, service in compose["services"].items():
-        found[name] = {k for k in _environment(service) if k.startswith(ENV_PREFIX)}
-    return found
+def test_every_service_the_app_needs_is_present(compose: dict) -> None:
+    assert set(compose["services"]) >= NEEDED
+    assert set(compose["services"]) == APPS | BACKENDS
 
 
-def test_every_service_the_app_needs_is_present() -> None:
-    assert set(_compose()["services"]) >= NEEDED
+def test_the_spec_parser_refuses_what_compose_would() -> None:
+    """The validator is not a formality: a typo and a bad condition are refused."""
+    good = "services:\n  a:\n    image: x:1\n"
+    PyOptions(apply_merge=True).from_yaml(good)
+    with pytest.raises(ValueError, match="bogus"):
+        PyOptions(apply_merge=True).from_yaml(good + "    bogus: 1\n")
+    with pytest.raises(ValueError, match="service_healthy"):
+        PyOptions(apply_merge=True).from_yaml(
+            good + "    depends_on: {b: {condition: healthy}}\n  b:\n    image: x:1\n"
+        )
 
 
-def test_every_mugpos_variable_is_a_settings_field() -> None:
+def test_every_mugpos_variable_is_a_settings_field(compose: dict) -> None:
     fields = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
-    used = _mugpos_vars(_compose())
-    unknown = {service: names - fields for service, names in used.items() if names - fields}
-    assert unknown == {}
+    used = {name: set(_environment(s)) for name, s in compose["services"].items()}
+    used["x-mugpos-env"] = set(compose["x-mugpos-env"])
+    unknown = {
+        service: {n for n in names if n.startswith(ENV_PREFIX)} - fields
+        for service, names in used.items()
+    }
+    assert {k: v for k, v in unknown.items() if v} == {}
     assert set().union(*used.values()) >= {
         "MUGPOS_KAFKA_BOOTSTRAP",
         "MUGPOS_MONGODB_URI",
         "MUGPOS_S3_ENDPOINT_URL",
         "MUGPOS_REDIS_URL",
+        "MUGPOS_JWT_SECRET",
+        "MUGPOS_ENCRYPTION_KEY",
     }
+    assert not any(f"{ENV_PREFIX}IDLE_SHUTDOWN_S" in names for names in used.values())
 
 
-def test_app_services_point_at_the_compose_backends() -> None:
-    services = _compose()["services"]
-    for name in ("api", "worker-cpu", "worker-gpu"):
-        env = _environment(services[name])
-        assert env["MUGPOS_KAFKA_BOOTSTRAP"].startswith("kafka:")
-        assert env["MUGPOS_MONGODB_URI"].startswith("mongodb://mongodb:")
-        assert env["MUGPOS_REDIS_URL"].startswith("redis://redis:")
+def test_secrets_are_required_not_defaulted() -> None:
+    text = COMPOSE.read_text()
+    for name in SECRETS:
+        assert re.search(rf"\$\{{{name}:\?[^}}]+\}}", text), f"{name} must be ${{{name}:?message}}"
+        assert not re.search(rf"\$\{{{name}:-", text), f"{name} must have no default"
+        with pytest.raises(MissingVariable, match=name):
+            interpolate(text, {k: v for k, v in DOTENV.items() if k != name})
+
+
+def test_every_image_is_pinned(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository, f"{name}: {image} has no tag"
+        assert "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest", f"{name}: {image} is not pinned"
+        assert re.search(r"\d", tag), f"{name}: {image} is not pinned"
+    images = {name: s["image"] for name, s in compose["services"].items()}
+    assert images["kafka"].startswith("apache/kafka:3.9.")
+    assert not images["minio"].startswith("minio/"), "minio/minio left Docker Hub"
+
+
+def test_healthchecks_and_start_order(compose: dict) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        if name == "setup":
+            continue
+        check = service.get("healthcheck", {})
+        assert check.get("test"), f"{name} has no health check"
+        assert not check.get("disable"), f"{name} has no health check"
+    setup = services["setup"]
+    assert setup["restart"] == "no"
+    assert setup["command"] == ["mugpos", "setup"]
+    assert {b: "service_healthy" for b in BACKENDS} == {
+        b: c["condition"] for b, c in setup["depends_on"].items()
+    }
+    for name in APPS - {"setup"}:
+        assert services[name]["depends_on"] == {
+            "setup": {"condition": "service_completed_successfully"}
+        }, name
+
+
+def test_app_services_point_at_the_compose_backends(compose: dict) -> None:
+    for name in APPS:
+        env = _environment(compose["services"][name])
+        assert env["MUGPOS_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["MUGPOS_MONGODB_URI"].startswith("mongodb://mugpos:")
+        assert "@mongodb:27017" in env["MUGPOS_MONGODB_URI"]
+        assert env["MUGPOS_REDIS_URL"].startswith("redis://:")
+        assert "@redis:6379" in env["MUGPOS_REDIS_URL"]
         assert env["MUGPOS_S3_ENDPOINT_URL"].startswith("http://minio:")
-        assert {"kafka", "mongodb", "redis", "minio"} <= set(services[name]["depends_on"])
+        assert len(env["MUGPOS_JWT_SECRET"]) >= 32
 
 
-def test_gpu_worker_reserves_an_nvidia_device_and_cpu_worker_does_not() -> None:
-    services = _compose()["services"]
-    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
-    assert _environment(services["worker-gpu"])["MUGPOS_DEVICE"].startswith("cuda")
-    assert _environment(services["worker-cpu"])["MUGPOS_DEVICE"] == "cpu"
-    assert "deploy" not in services["worker-cpu"]
-
-
-def test_kafka_runs_in_kraft_mode_on_3_9() -> None:
-    kafka = _compose()["services"]["kafka"]
-    assert kafka["image"].startswith("apache/kafka:3.9")
+def test_kafka_has_a_listener_for_the_host(compose: dict) -> None:
+    kafka = compose["services"]["kafka"]
     env = _environment(kafka)
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert "ZOOKEEPER" not in " ".join(env)
+    listeners = dict(item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert listeners["PLAINTEXT"] == "kafka:9092"
+    host_port = listeners["HOST"].rsplit(":", 1)[1]
+    assert any(str(p).endswith(f"{host_port}:{host_port}") for p in kafka["ports"])
+    assert "HOST:PLAINTEXT" in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+
+
+def test_roles_one_consumer_group_each(compose: dict) -> None:
+    """CPU workers preprocess and analyse, the GPU worker only infers: two stage sets, so two
+    consumer groups, and the GPU gets every inference partition."""
+    services = compose["services"]
+    stages = {
+        name: services[name]["command"][services[name]["command"].index("--stage") + 1]
+        for name in ("worker-cpu", "worker-gpu", "worker-cpu-inference")
+    }
+    assert stages == {
+        "worker-cpu": "preprocess,analysis",
+        "worker-gpu": "inference",
+        "worker-cpu-inference": "inference",
+    }
+    assert services["worker-cpu-inference"]["profiles"] == ["cpu-only"]
+    for name in stages:
+        assert _environment(services[name])["MUGPOS_WORKER_HTTP_PORT"]
+
+
+def test_gpu_worker_reserves_an_nvidia_device_and_cpu_workers_do_not(compose: dict) -> None:
+    services = compose["services"]
+    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert _environment(services["worker-gpu"])["MUGPOS_DEVICE"].startswith("cuda")
+    assert services["worker-gpu"]["build"]["target"] == "gpu"
+    for name in ("worker-cpu", "worker-cpu-inference", "api", "setup"):
+        assert "deploy" not in services[name]
+        assert services[name]["build"]["target"] == "cpu"
+    assert _environment(services["worker-cpu"])["MUGPOS_DEVICE"] == "cpu"
+
+
+def test_the_env_example_names_every_required_secret() -> None:
+    example = COMPOSE.parent / "deploy" / "compose.env.example"
+    names = {line.split("=", 1)[0] for line in example.read_text().splitlines() if "=" in line}
+    assert names >= SECRETS

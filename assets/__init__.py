@@ -1,0 +1,1 @@
+"""Data shipped in the wheel: the bundled detectors, `models/<name>/<version>/` (infra.model_store)."""
