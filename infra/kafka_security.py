@@ -74,14 +74,6 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def describe_security(settings: Settings) -> str:
-    """One line for logs and status pages, without secrets."""
-    protocol = settings.kafka_security_protocol
-    if uses_sasl(settings):
-        return f"{protocol} {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username}"
-    return protocol
-
-
 async def verify_kafka_access(settings: Settings, timeout_s: float = 10.0) -> None:
     """Authenticate once against the bootstrap servers, within `timeout_s` in all.
 

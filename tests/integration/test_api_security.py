@@ -24,6 +24,8 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("GET", "/health", None),
     ("GET", "/ready", None),
     ("GET", "/metrics", None),
+    ("GET", "/api/v1/about", None),
+    ("GET", "/api/v1/about/source", None),
     ("POST", "/api/v1/auth/token", None),
     ("POST", "/api/v1/users", ("admin",)),
     ("POST", "/api/v1/api-keys", ("admin",)),

@@ -13,7 +13,6 @@ import pytest
 from core.config import ConfigError, Settings, load_settings, settings_env
 from infra.kafka_security import (
     KafkaAccessError,
-    describe_security,
     kafka_client_kwargs,
     verify_kafka_access,
 )
@@ -168,7 +167,6 @@ def test_sasl_ssl_kwargs_carry_a_verifying_tls_context(
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert context.cert_store_stats()["x509_ca"] == 1  # the configured CA only
-    assert describe_security(settings) == "SASL_SSL SCRAM-SHA-512 as svc"
 
 
 def test_ssl_without_cafile_uses_the_system_cas() -> None:
