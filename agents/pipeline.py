@@ -23,7 +23,11 @@ from aiohttp import web
 from agents import stages
 from agents.control import WorkerControl
 from agents.probes import probe_app, serve
+from core import worker_metrics
+from infra import tracing
 from infra.failures import unavailable_dependency
+from infra.logging_setup import bind_context, bind_process
+from infra.system_stats import gpu_readings
 from schemas.control import MAX_BATCH_CEILING
 from schemas.topics import TopicNames
 from streams.app import topics
@@ -71,6 +75,7 @@ def register(
     runs_model = FUSED in enabled or "inference" in enabled
 
     control = WorkerControl(app, ctx, sorted(STAGES if FUSED in enabled else enabled))
+    bind_process(worker_id=control.worker_id)  # on every line this worker logs
     producer = app.producer
     deliveries: list[Delivery] = []
 
@@ -146,6 +151,16 @@ def register(
         await asyncio.gather(*(d.settle(None, SETTLE_S) for d in deliveries))
         await _commit(app)
 
+    worker_metrics.install(
+        worker_metrics.WorkerCollector(
+            state=control.reported_state,
+            in_flight=lambda: {d.stage: d.in_flight for d in deliveries},
+            queues=lambda: _queue_depths(ctx),
+            lag=lambda: _assigned_lag(app),
+            unavailable=ctx.health.unavailable,
+            gpus=lambda: gpu_readings(ctx.models.device if ctx.models else None),
+        )
+    )
     endpoint: list[web.AppRunner] = []
     if settings.worker_http_port is not None:
 
@@ -164,6 +179,7 @@ def register(
     @app.on_before_shutdown.connect
     async def close_commands(app: faust.App, **_: object) -> None:
         await drain()
+        tracing.flush(2.0)  # what the drain finished is exported before the process goes
         await control.stop_commands()
         for runner in endpoint:  # answered `draining`/`stopping` (503) until now
             await runner.cleanup()
@@ -203,6 +219,7 @@ def register(
         @app.agent(channels["images"], name=FUSED)
         async def pipeline(stream: faust.StreamT) -> None:
             await ready.wait()
+            bind_context(stage=FUSED)
             # One ledger call per take: its micro-batches overlap inside it (stages.run_fused),
             # and an outage rewinds them together.
             async for tickets in batches(stream, fused, FUSED_TAKE):
@@ -218,6 +235,7 @@ def register(
         @app.agent(channels["images"], name="preprocess", concurrency=concurrency)
         async def preprocess(stream: faust.StreamT) -> None:
             await ready.wait()
+            bind_context(stage="preprocess")
             async for tickets in batches(stream, pre, 1):
                 await pre.process(tickets, preprocess_one)
 
@@ -226,12 +244,13 @@ def register(
 
         async def infer(tickets: list[Ticket]) -> None:
             started = time.perf_counter()
-            await stages.infer(ctx, producer, [t.message.value for t in tickets])
+            await stages.infer(ctx, producer, [t.message for t in tickets])
             control.batches.record(len(tickets), (time.perf_counter() - started) * 1000)
 
         @app.agent(channels["prepared"], name="inference")
         async def inference(stream: faust.StreamT) -> None:
             await ready.wait()
+            bind_context(stage="inference")
             # Buffer up to the ceiling, run in chunks of the live max_batch: an operator's
             # `set max_batch` applies to the next batch (Faust fixes take()'s size at start).
             ceiling = max(MAX_BATCH_CEILING, settings.max_batch)
@@ -243,16 +262,37 @@ def register(
         ana = delivery("analysis", "detected")
 
         async def analyse(tickets: list[Ticket]) -> None:
-            await stages.analyse(ctx, producer, [t.message.value for t in tickets])
+            await stages.analyse(ctx, producer, [t.message for t in tickets])
 
         @app.agent(channels["detected"], name="analysis", concurrency=concurrency)
         async def analysis(stream: faust.StreamT) -> None:
             await ready.wait()
+            bind_context(stage="analysis")
             # Small batches share one round of MongoDB, object-store and Kafka writes.
             async for tickets in batches(stream, ana, settings.max_batch):
                 await ana.process(tickets, analyse)
 
     return drain
+
+
+def _queue_depths(ctx: PipelineContext) -> dict[str, int]:
+    """Work submitted to the worker's thread pools and not started yet (for /metrics)."""
+    pools = {"decode": ctx.decode_executor, "inference": ctx.inference_executor}
+    return {name: pool._work_queue.qsize() for name, pool in pools.items()}
+
+
+def _assigned_lag(app: faust.App) -> list[worker_metrics.LagReading]:
+    """Log end minus this worker's committed offset on each assigned partition it has fetched
+    (for /metrics; the API exports every partition's, workers or not)."""
+    consumer = app.consumer
+    readings = []
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        committed = consumer._committed_offset.get(tp)
+        if end is not None and committed is not None:
+            lag = max(0, end - committed)
+            readings.append(worker_metrics.LagReading(tp.topic, tp.partition, app.conf.id, lag))
+    return readings
 
 
 async def _commit(app: faust.App) -> None:

@@ -22,10 +22,11 @@ import orjson
 from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
+from core import worker_metrics as metrics
 from core.imaging import ImageRejected
 from core.models.letterbox import Letterbox
 from core.models.types import Detection
-from core.pipeline.assess import assess
+from core.pipeline.assess import evaluate_rules
 from core.pipeline.intake import (
     InputHeaders,
     IntakeError,
@@ -34,8 +35,11 @@ from core.pipeline.intake import (
     request_id_hint,
 )
 from core.pipeline.prepare import model_input, prepare
+from core.positioning import analyze
 from core.positioning.serialize import facts_to_dict
+from infra import tracing
 from infra.failures import is_fatal
+from infra.logging_setup import bind_context
 from infra.object_store import InvalidObjectKey, ObjectNotFound
 from infra.object_store.keys import upload_key
 from infra.rule_actions import alert_payload
@@ -67,29 +71,57 @@ class Producer(Protocol):
     ) -> Any: ...
 
 
-async def publish(producer: Producer, topic: str, key: str, value: bytes) -> None:
-    """Produce and wait for the broker's acknowledgement: the input is acked only after this."""
-    await producer.send_and_wait(topic, key.encode(), value, None, None, None)
+async def publish(
+    producer: Producer,
+    topic: str,
+    key: str,
+    value: bytes,
+    image: tracing.ImageTrace | None = None,
+) -> None:
+    """Produce and wait for the broker's acknowledgement: the input is acked only after this.
+    Under `image` (default: the current span), whose context the message's headers then carry
+    (the aiokafka instrumentation adds `traceparent`)."""
+    if image is None:
+        with tracing.span("publish", topic=topic):
+            await producer.send_and_wait(topic, key.encode(), value, None, None, None)
+        return
+    with tracing.use(image), tracing.child(image, "publish", topic=topic):
+        await producer.send_and_wait(topic, key.encode(), value, None, None, None)
 
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 2)
 
 
-async def sink(ctx: PipelineContext, producer: Producer, results: list[AnalysisResult]) -> None:
-    """Store results (idempotently, one per request id), then publish what is stored.
+async def sink(
+    ctx: PipelineContext,
+    producer: Producer,
+    results: list[AnalysisResult],
+    images: list[tracing.ImageTrace] | None = None,
+) -> None:
+    """Store results (idempotently, one per request id), then publish what is stored. `images`:
+    the results' traces (default: the current span's), each write a span in every one.
 
     A redelivered input republishes the result its first delivery stored, unchanged. A failure
     of any store raises before anything is published: the inputs are redelivered and complete
     the same results (never one stored and unpublished for good, never one published unstored).
     """
-    stored = await ctx.results.save(results)
+    started = time.perf_counter()
+    if images is None:
+        stored = await ctx.results.save(results, tracing.span)
+        traced: list[tracing.ImageTrace | None] = [None] * len(stored)
+    else:
+        stored = await ctx.results.save(results, lambda name: tracing.stage(name, images))
+        traced = list(images)
     await asyncio.gather(
         *(
-            publish(producer, ctx.topics.results, r.request_id, r.model_dump_json().encode())
-            for r in stored
+            publish(producer, ctx.topics.results, r.request_id, r.model_dump_json().encode(), i)
+            for r, i in zip(stored, traced, strict=True)
         )
     )
+    metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - started)
+    for r in stored:
+        metrics.RESULTS.labels(r.status).inc()
 
 
 async def reject(
@@ -123,6 +155,7 @@ async def reject(
         failed_at=now,
     )
     await publish(producer, ctx.topics.dlq, request_id, letter.model_dump_json().encode())
+    metrics.DEAD_LETTERS.labels(stage, reason).inc()
     await sink(
         ctx,
         producer,
@@ -133,6 +166,7 @@ async def reject(
                 status=status,  # type: ignore[arg-type]
                 completed_at=now,
                 error=ErrorInfo(stage=stage, reason=reason, message=message),
+                trace_id=tracing.trace_id_hex(),
             )
         ],
     )
@@ -203,16 +237,38 @@ class Admitted:
     record: PreparedImage
     pixels: np.ndarray
     model_input_png: bytes = b""  # the pixels for the inference stage's topic (split only)
+    trace: tracing.ImageTrace = tracing.OFF  # this image's span in this worker
+    ready_ns: int = 0  # when it was ready for the model (the start of its batch wait)
 
 
 async def take_in(
-    ctx: PipelineContext, producer: Producer, message: Any, *, for_topic: bool
+    ctx: PipelineContext,
+    producer: Producer,
+    message: Any,
+    *,
+    for_topic: bool,
+    image: tracing.ImageTrace = tracing.OFF,
 ) -> Admitted | None:
     """Validate, decode and letterbox one input and keep the original; None when it was refused
     (a dead letter plus a `rejected` result). With `for_topic` the record carries the pixels as
-    PNG for the inference stage's topic; a fused worker hands them on in memory.
+    PNG for the inference stage's topic; a fused worker hands them on in memory. `image`: its
+    trace, in which this is the `intake` span (validation, the claim check, `decode`, keeping
+    the original).
 
     A dependency's failure raises (the input is redelivered), see streams.delivery."""
+    with tracing.use(image), tracing.child(image, "intake"):
+        admitted = await _intake(ctx, producer, message, for_topic)
+    if admitted is not None:
+        admitted.trace = image
+        if image.recording:
+            image.set(request_id=admitted.record.request_id, source_id=admitted.record.source_id)
+            admitted.ready_ns = time.time_ns()
+    return admitted
+
+
+async def _intake(
+    ctx: PipelineContext, producer: Producer, message: Any, for_topic: bool
+) -> Admitted | None:
     received = datetime.now(UTC)
     started = time.perf_counter()
     item = _Input.of(message)
@@ -234,6 +290,7 @@ async def take_in(
         )
         return None
     request_id = headers.request_id or item.fallback_id
+    bind_context(request_id=request_id)  # this input's task: its lines name it
 
     async def refuse(reason: str, message: str, object_key: str | None) -> None:
         await reject(
@@ -259,10 +316,11 @@ async def take_in(
             return None
     loop = asyncio.get_running_loop()
     try:
-        prepared = await loop.run_in_executor(
-            ctx.decode_executor,
-            functools.partial(prepare, data, ctx.input_size, ctx.limits, encode=for_topic),
-        )
+        with tracing.span("decode", bytes=len(data)):
+            prepared = await loop.run_in_executor(
+                ctx.decode_executor,
+                functools.partial(prepare, data, ctx.input_size, ctx.limits, encode=for_topic),
+            )
     except ImageRejected as exc:
         if object_key is None:
             object_key = await _keep_original(ctx, headers.source_id, request_id, data)
@@ -277,15 +335,27 @@ async def take_in(
                 content_type=image.content_type,
             )
         ).key
-    record = _prepared(
-        headers, request_id, received, item.origin, prepared, object_key, _ms(started)
-    )
+    took = _ms(started)
+    metrics.STAGE_SECONDS.labels("preprocess").observe(took / 1000)
+    record = _prepared(headers, request_id, received, item.origin, prepared, object_key, took)
     return Admitted(record, prepared.pixels, prepared.model_input_png)
 
 
 async def preprocess(ctx: PipelineContext, producer: Producer, message: Any) -> None:
-    """The preprocess stage of a split deployment: intake, then the inference stage's topic."""
-    admitted = await take_in(ctx, producer, message, for_topic=True)
+    """The preprocess stage of a split deployment: intake, then the inference stage's topic
+    (whose message headers carry the image's trace context on)."""
+    image = tracing.image_trace(message, "preprocess")
+    try:
+        with tracing.use(image):
+            await _preprocess(ctx, producer, message, image)
+    finally:
+        image.end()
+
+
+async def _preprocess(
+    ctx: PipelineContext, producer: Producer, message: Any, image: tracing.ImageTrace
+) -> None:
+    admitted = await take_in(ctx, producer, message, for_topic=True, image=image)
     if admitted is None:
         return
     record = admitted.record
@@ -314,6 +384,24 @@ async def intake_poison(
 ) -> None:
     """An images-topic input a stage (preprocess, or a fused worker's `pipeline`) kept failing
     on: keep its bytes, dead-letter it."""
+    await _in_image_trace(
+        message, stage, lambda: _intake_poison(ctx, producer, stage, message, failures)
+    )
+
+
+async def _in_image_trace(message: Any, stage: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` for one input inside that input's image span (child of its traceparent)."""
+    image = tracing.image_trace(message, stage)
+    try:
+        with tracing.use(image):
+            await work()
+    finally:
+        image.end()
+
+
+async def _intake_poison(
+    ctx: PipelineContext, producer: Producer, stage: str, message: Any, failures: int
+) -> None:
     item = _Input.of(message)
     request_id = request_id_hint(item.headers) or item.fallback_id
     source_id = "unknown"
@@ -369,6 +457,14 @@ async def stage_poison(
     ctx: PipelineContext, producer: Producer, stage: str, message: Any, failures: int
 ) -> None:
     """A stage-topic message the stage kept failing on: dead-letter it under its request id."""
+    await _in_image_trace(
+        message, stage, lambda: _stage_poison(ctx, producer, stage, message, failures)
+    )
+
+
+async def _stage_poison(
+    ctx: PipelineContext, producer: Producer, stage: str, message: Any, failures: int
+) -> None:
     try:
         item: PreparedImage | DetectedImage = (
             unpack_prepared(message.value)[0]
@@ -408,8 +504,10 @@ def _run_model(
 
 async def detect(
     ctx: PipelineContext, producer: Producer, batch: list[Admitted]
-) -> list[DetectedImage]:
-    """One micro-batch through the model, off the event loop.
+) -> list[tuple[DetectedImage, tracing.ImageTrace]]:
+    """One micro-batch through the model, off the event loop; each detection with its image's
+    trace. In each recorded image's trace: `batch wait` (ready until the model starts) and
+    `inference` (batch size, model, device; linked to every image span of the batch).
 
     When the batch fails, each image runs alone: only an image the model fails on by itself is
     dead-lettered (`model_error`), the others go on. A failure that leaves the process unusable
@@ -424,15 +522,29 @@ async def detect(
     async def run(part: list[Admitted]) -> tuple[str, list[list[Detection]]]:
         pixels = [a.pixels for a in part]
         boxes = [Letterbox(**a.record.letterbox.model_dump()) for a in part]
-        return await loop.run_in_executor(
-            ctx.inference_executor, _run_model, ctx, pixels, boxes, floor
-        )
+        with tracing.stage(
+            "inference",
+            (a.trace for a in part),
+            links=True,
+            batch_size=len(part),
+            model=models.active.ref,
+            backend=models.backend_name,
+            device=models.device,
+        ):
+            return await loop.run_in_executor(
+                ctx.inference_executor, _run_model, ctx, pixels, boxes, floor
+            )
 
+    models = ctx.models
+    now_ns = time.time_ns()
+    for admitted in batch:
+        if admitted.ready_ns:
+            tracing.interval(admitted.trace, "batch wait", admitted.ready_ns, now_ns)
     started = time.perf_counter()
-    outcomes: list[tuple[PreparedImage, str, list[Detection]]] = []
+    outcomes: list[tuple[PreparedImage, str, list[Detection], tracing.ImageTrace]] = []
     try:
         ref, found = await run(batch)
-        outcomes = [(item, ref, dets) for item, dets in zip(items, found, strict=True)]
+        outcomes = [(a.record, ref, dets, a.trace) for a, dets in zip(batch, found, strict=True)]
     except Exception as exc:
         if is_fatal(exc):
             raise
@@ -440,33 +552,64 @@ async def detect(
         for admitted in batch:
             try:
                 ref, (dets,) = await run([admitted])
-                outcomes.append((admitted.record, ref, dets))
+                outcomes.append((admitted.record, ref, dets, admitted.trace))
             except Exception as alone:
                 if is_fatal(alone):
                     raise
                 log.error("the model failed on %s", admitted.record.request_id, exc_info=alone)
-                await _model_error(ctx, producer, admitted.record)
+                with tracing.use(admitted.trace):
+                    await _model_error(ctx, producer, admitted.record)
     took = _ms(started)
+    metrics.STAGE_SECONDS.labels("inference").observe(took / 1000)
     return [
-        _detected(ctx, item, ref, dets, default, took, len(batch)) for item, ref, dets in outcomes
+        (_detected(ctx, item, ref, dets, default, took, len(batch)), image)
+        for item, ref, dets, image in outcomes
     ]
 
 
-async def infer(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
-    """The inference stage of a split deployment: stage records in, detections out."""
-    frames = [unpack_prepared(v) for v in values]
+def _value(message: Any) -> bytes:
+    """A stage message's value (a bare value, as a test hands it, is its own)."""
+    return message if isinstance(message, bytes | bytearray) else message.value
+
+
+def _published_ns(message: Any) -> int:
+    """When a stage message was produced (its Kafka timestamp), in ns; 0 when unknown."""
+    stamp = getattr(message, "timestamp", None)
+    return int(stamp * 1e9) if stamp else 0
+
+
+async def infer(ctx: PipelineContext, producer: Producer, messages: list[Any]) -> None:
+    """The inference stage of a split deployment: stage records in, detections out; each
+    message's trace context (its headers) goes on with its detections."""
+    images = [tracing.image_trace(m, "inference") for m in messages]
+    try:
+        await _infer(ctx, producer, messages, images)
+    finally:
+        for image in images:
+            image.end()
+
+
+async def _infer(
+    ctx: PipelineContext, producer: Producer, messages: list[Any], images: list[tracing.ImageTrace]
+) -> None:
+    taken = time.perf_counter()
+    frames = [unpack_prepared(_value(m)) for m in messages]
     items = [item for item, _ in frames]
     loop = asyncio.get_running_loop()
     pixels = await asyncio.gather(
         *(loop.run_in_executor(ctx.decode_executor, model_input, png) for _, png in frames)
     )
-    detected = await detect(
-        ctx, producer, [Admitted(i, p) for i, p in zip(items, pixels, strict=True)]
-    )
+    metrics.BATCH_WAIT_SECONDS.observe(time.perf_counter() - taken)
+    batch = []
+    for item, p, message, image in zip(items, pixels, messages, images, strict=True):
+        image.set(request_id=item.request_id, source_id=item.source_id)
+        # Its batch wait: from the preprocess stage's publish (the topic and this take included).
+        batch.append(Admitted(item, p, trace=image, ready_ns=_published_ns(message)))
+    detected = await detect(ctx, producer, batch)
     await asyncio.gather(
         *(
-            publish(producer, ctx.topics.detected, d.request_id, d.model_dump_json().encode())
-            for d in detected
+            publish(producer, ctx.topics.detected, d.request_id, d.model_dump_json().encode(), i)
+            for d, i in detected
         )
     )
 
@@ -513,15 +656,26 @@ def _detected(
     )
 
 
-async def conclude(ctx: PipelineContext, producer: Producer, items: list[DetectedImage]) -> None:
-    """Positioning + rules for a batch, one batched sink; alerts for failed alerting rules."""
+async def conclude(
+    ctx: PipelineContext,
+    producer: Producer,
+    items: list[DetectedImage],
+    images: list[tracing.ImageTrace] | None = None,
+) -> None:
+    """Positioning + rules for a batch, one batched sink; alerts for failed alerting rules.
+    `images`: the items' traces (spans `positioning`, `rules`, the sink's writes, `publish`;
+    each result carries its trace id)."""
+    images = images or [tracing.OFF] * len(items)
     rule_set = await ctx.rules.rule_set()
     results: list[AnalysisResult] = []
-    alerts: list[tuple[str, bytes]] = []
-    for item in items:
+    alerts: list[tuple[str, bytes, tracing.ImageTrace]] = []
+    for item, image in zip(items, images, strict=True):
         started = time.perf_counter()
         detections = [Detection(d.class_name, d.role, d.confidence, d.box) for d in item.detections]
-        assessment = assess(detections, (item.image.width, item.image.height), rule_set.rules)
+        with tracing.child(image, "positioning", detections=len(detections)):
+            facts = analyze(detections, (item.image.width, item.image.height))
+        with tracing.child(image, "rules", rules=len(rule_set.rules)):
+            assessment = evaluate_rules(facts, rule_set.rules)
         completed = datetime.now(UTC)
         since = item.submitted_at or item.received_at
         results.append(
@@ -537,25 +691,44 @@ async def conclude(ctx: PipelineContext, producer: Producer, items: list[Detecte
                 verdicts=[asdict(v) for v in assessment.verdicts],
                 model=item.model,
                 rule_set_version=rule_set.version,
-                timings_ms=item.timings_ms | {"analysis": _ms(started)},
+                timings_ms=item.timings_ms | {"analysis": _took_analysis(started)},
                 latency_ms=round((completed - since).total_seconds() * 1000, 1),
+                trace_id=image.trace_id,
             )
         )
         alerts += [
-            (item.request_id, orjson.dumps(alert_payload(v, item.request_id, item.source_id)))
+            (
+                item.request_id,
+                orjson.dumps(alert_payload(v, item.request_id, item.source_id)),
+                image,
+            )
             for v in assessment.failed
             if "alert" in v.actions
         ]
     if results:
-        await sink(ctx, producer, results)
+        await sink(ctx, producer, results, images)
     await asyncio.gather(
-        *(publish(producer, ctx.topics.alerts, rid, payload) for rid, payload in alerts)
+        *(publish(producer, ctx.topics.alerts, rid, data, i) for rid, data, i in alerts)
     )
 
 
-async def analyse(ctx: PipelineContext, producer: Producer, values: list[bytes]) -> None:
-    """The analysis stage of a split deployment."""
-    await conclude(ctx, producer, [DetectedImage.model_validate_json(v) for v in values])
+def _took_analysis(started: float) -> float:
+    took = _ms(started)
+    metrics.STAGE_SECONDS.labels("analysis").observe(took / 1000)
+    return took
+
+
+async def analyse(ctx: PipelineContext, producer: Producer, messages: list[Any]) -> None:
+    """The analysis stage of a split deployment (each message's trace goes on to its result)."""
+    images = [tracing.image_trace(m, "analysis") for m in messages]
+    try:
+        items = [DetectedImage.model_validate_json(_value(m)) for m in messages]
+        for item, image in zip(items, images, strict=True):
+            image.set(request_id=item.request_id, source_id=item.source_id)
+        await conclude(ctx, producer, items, images)
+    finally:
+        for image in images:
+            image.end()
 
 
 async def run_fused(
@@ -570,6 +743,7 @@ async def run_fused(
     model runs micro-batch k, micro-batch k+1 is decoded and k-1 is analysed and stored. The
     first failure cancels the rest and is raised: the caller's ledger redoes the whole call.
     `on_batch(size, ms)` is told each model run."""
+    taken = time.perf_counter()
     pending: set[asyncio.Future] = set()
 
     def start(coro: Awaitable[Any]) -> asyncio.Future:
@@ -578,9 +752,27 @@ async def run_fused(
         task.add_done_callback(pending.discard)
         return task
 
+    images: list[tracing.ImageTrace] = []
+
     async def intake(messages: list[Any]) -> list[Admitted]:
-        taken = await all_or_none(take_in(ctx, producer, m, for_topic=False) for m in messages)
+        traces = [tracing.image_trace(m, "pipeline") for m in messages]
+        images.extend(traces)
+        taken = await all_or_none(
+            take_in(ctx, producer, m, for_topic=False, image=t)
+            for m, t in zip(messages, traces, strict=True)
+        )
+        for admitted, image in zip(taken, traces, strict=True):
+            if admitted is None:  # refused: its dead letter and result are out
+                image.end()
         return [a for a in taken if a is not None]
+
+    async def conclude_batch(detected: list[tuple[DetectedImage, tracing.ImageTrace]]) -> None:
+        done = [i for _, i in detected]
+        try:
+            await conclude(ctx, producer, [d for d, _ in detected], done)
+        finally:
+            for image in done:
+                image.end()
 
     try:
         next_intake = start(intake(chunks[0])) if chunks else None
@@ -592,16 +784,19 @@ async def run_fused(
             if not admitted:
                 continue
             started = time.perf_counter()
+            metrics.BATCH_WAIT_SECONDS.observe(started - taken)
             detected = await detect(ctx, producer, admitted)
             if on_batch is not None:
                 on_batch(len(admitted), _ms(started))
             if concluding is not None:
                 await concluding
-            concluding = start(conclude(ctx, producer, detected))
+            concluding = start(conclude_batch(detected))
         if concluding is not None:
             await concluding
     finally:
         await cancel_all(pending)
+        for image in images:  # those the model set aside, or a take given back
+            image.end()
 
 
 async def all_or_none(aws: Iterable[Awaitable[T]]) -> list[T]:

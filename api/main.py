@@ -19,6 +19,7 @@ from api.observe import Observe
 from api.routes import about, analyze, auth, dashboard, live, rules, servers, system
 from api.services import ApiServices
 from core.config import Settings, load_settings
+from infra import tracing
 
 TITLE = "H200 Intelligent Mug Positioning System"
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await svc.stop()
+            tracing.flush()
 
     app = FastAPI(
         title=TITLE,
@@ -57,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Inside Observe, so that a refused body is counted and logged like any answer.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_request_bytes)
     app.add_middleware(Observe)
+    # Each request's server span (MUGPOS_OTEL_*): an upload's is the parent of its Kafka message.
+    if tracing.setup(settings, tracing.SERVICE_API):
+        tracing.instrument_app(app)
 
     for module in (system, about, auth, analyze, rules, dashboard, servers, live):
         problems.document(module.router)

@@ -1,6 +1,7 @@
-"""Every request: metrics by route template, and a JSON access log without
-secrets (one line per HTTP request or WebSocket connection; the path never carries its query
-string, which may hold a token or ticket).
+"""Every request: metrics by route template, and an access log without secrets (one line per
+HTTP request or WebSocket connection, its fields at the top level of the JSON line; the path never
+carries its query string, which may hold a token or ticket). A caller's `X-Request-ID` is bound as
+`request_id` to every line logged while its request is served.
 
 A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware
 runs the app in a task of its own and streams the response back through a memory channel, on
@@ -12,14 +13,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import UTC, datetime
 
-import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.client_ip import client_ip
-from infra.logging_setup import ACCESS_LOGGER, redact_server_logs
+from infra.logging_setup import ACCESS_LOGGER, bind_context, redact_server_logs, unbind_context
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 #: A caller's correlation id (`X-Request-ID`), logged when it looks like one.
@@ -40,6 +39,9 @@ class Observe:
             return
         started = time.perf_counter()
         status = 500  # unless the app answers: an exception escaped to the server's handler
+        request_id = _request_id(scope)
+        if request_id is not None:  # this request's task and what it starts (contextvars)
+            bind_context(request_id=request_id)
 
         async def watch(message: Message) -> None:
             nonlocal status
@@ -51,6 +53,8 @@ class Observe:
             await self.app(scope, receive, watch)
         finally:
             self._record(scope, status, time.perf_counter() - started)
+            if request_id is not None:
+                unbind_context("request_id")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One access line per connection, when it ends: 101, how long it lasted and the close
@@ -93,7 +97,6 @@ class Observe:
             return
         principal = scope.get("state", {}).get("principal")
         line: dict[str, object] = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "method": method,
             "path": scope["path"],  # never the query string: it may hold a token or ticket
             "endpoint": getattr(scope.get("route"), "path", "unmatched"),
@@ -104,7 +107,16 @@ class Observe:
         }
         if close is not None:
             line["close"] = close
-        for name, value in scope["headers"]:
-            if name == b"x-request-id" and _REQUEST_ID.match(value):
-                line["request_id"] = value.decode()
-        access_log.info(orjson.dumps(line).decode())
+        request_id = _request_id(scope)
+        if request_id is not None:
+            line["request_id"] = request_id
+        # The fields travel as the record's extras; the formatter (infra.logging_setup) renders
+        # them as top-level keys of the JSON line, with `ts`.
+        access_log.info("request", extra=line)
+
+
+def _request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _REQUEST_ID.match(value):
+            return value.decode()
+    return None

@@ -35,7 +35,7 @@ APP_FACTORY = "api.serving:served_app"
 def served_app() -> FastAPI:
     """The app of one server process, logging as every `mugpos` process does."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.driver_log_level)
+    configure_logging(settings.log_level, settings.driver_log_level, settings.log_format)
     return create_app(settings)
 
 

@@ -24,6 +24,7 @@ from core.config import Settings
 from core.imaging import ImageRejected, probe_image
 from core.imaging.decode import CONTENT_TYPES, EMPTY, TOO_LARGE, TOO_MANY_PIXELS
 from core.pipeline.intake import IntakeError, parse_headers
+from infra import tracing
 from infra.object_store.keys import upload_key
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, ImageRef
 
@@ -86,6 +87,7 @@ async def enqueue(
     """On the image topic, acknowledged by the broker (acks=all), then marked pending. Raises
     (nothing marked) when the image could not be stored or enqueued."""
     request_id = f"r-{uuid.uuid4().hex}"
+    tracing.annotate(request_id=request_id, source_id=source_id)  # on the request's span
     now = datetime.now(UTC)
     content_type = CONTENT_TYPES[kind]
     key: str | None = None
@@ -106,6 +108,7 @@ async def enqueue(
     ]
     if options:
         headers.append(("options", orjson.dumps(options)))
+    # The aiokafka instrumentation adds `traceparent`: this request's span is the image's parent.
     await svc.producer.send_and_wait(
         svc.topics.images, value, key=request_id.encode(), headers=headers
     )

@@ -78,7 +78,7 @@ def main(
         settings = load_settings()
     except ConfigError:  # the command itself reports it; until then, the default levels
         settings = Settings.model_construct()
-    configure_logging(settings.log_level, settings.driver_log_level)
+    configure_logging(settings.log_level, settings.driver_log_level, settings.log_format)
 
 
 @app.command()

@@ -24,14 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from opentelemetry import trace
 from rich.console import Console
 from rich.table import Table
+from rich.tree import Tree
 
 from control.console import mugpos_argv, worker_argv
 from core.config import ENV_PREFIX, Settings, load_settings, redact_url, settings_env
 from core.rules import parse_rule
 from core.synth.render import scene_jpegs
-from infra import mongo
+from infra import mongo, tracing
 from infra.health import check_all
 from infra.launchers import ManagedProcess, SecantusServer, TansuBroker, free_port
 from infra.provision import provision
@@ -65,21 +67,31 @@ async def _publish(settings: Settings, images: list[bytes]) -> list[str]:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings)
     )
+    # As any traced Kafka client would: a span per message, its context in `traceparent`.
+    provider = tracing.client_provider(settings)
+    tracer = (provider or trace.NoOpTracerProvider()).get_tracer("mugpos.demo")
     await producer.start()
     ids = []
     try:
         for image in images:
             request_id = str(uuid.uuid4())
-            headers = [
-                ("request-id", request_id.encode()),
-                ("source-id", b"demo-cam"),
-                ("content-type", b"image/jpeg"),
-                ("submitted-at", datetime.now(UTC).isoformat().encode()),
-            ]
-            await producer.send_and_wait(topics.images, image, headers=headers)
+            with tracer.start_as_current_span(
+                f"{topics.images} publish",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"mugpos.request_id": request_id},
+            ):
+                headers = [
+                    ("request-id", request_id.encode()),
+                    ("source-id", b"demo-cam"),
+                    ("content-type", b"image/jpeg"),
+                    ("submitted-at", datetime.now(UTC).isoformat().encode()),
+                ]
+                await producer.send_and_wait(topics.images, image, headers=tracing.inject(headers))
             ids.append(request_id)
     finally:
         await producer.stop()
+        if provider is not None:
+            provider.shutdown()
     return ids
 
 
@@ -219,7 +231,37 @@ async def _exchange(settings: Settings, console: Console, api_url: str, password
     via = dict.fromkeys(by_kafka, "kafka") | dict.fromkeys(by_rest, "rest")
     console.print(_results_table(results, via))
     console.print(f"originals and result.json files are under {settings.object_store}")
+    traced = next((r for r in results if r.request_id in by_rest and r.trace_id), None)
+    if traced is not None and settings.otel_file is not None:
+        console.print(await asyncio.to_thread(_trace_tree, settings.otel_file, traced))
     return {r.request_id for r in results} == set(ids)
+
+
+# A trace is complete for the demo once its result's publish is back at the API.
+_LAST_SPANS = ("sink object store", "publish")
+
+
+def _trace_tree(path: Path, result: AnalysisResult, timeout_s: float = 10) -> Tree:
+    """One image's trace from the span file every process of the demo appends to, as a tree of
+    spans (service, duration ms): its upload, the Kafka hop, every stage of the worker."""
+    assert result.trace_id is not None
+    deadline = time.monotonic() + timeout_s
+    while True:  # the exporters write in batches (every 0.5 s)
+        spans = [s for s in tracing.read_spans(path) if s["trace_id"] == result.trace_id]
+        names = {s["name"] for s in spans}
+        if all(n in names for n in _LAST_SPANS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    tree = Tree(
+        f"[bold]trace {result.trace_id}[/] of {result.request_id[:10]} "
+        f"(from {path.name}; stage, service, duration)"
+    )
+    nodes: list[Tree] = [tree]
+    for depth, span in tracing.trace_tree(spans, result.trace_id):
+        del nodes[depth + 1 :]
+        label = f"{span['name']}  [dim]{span['service']}[/]  {span['duration_ms']:.1f} ms"
+        nodes.append(nodes[-1].add(label))
+    return tree
 
 
 def _start(
@@ -248,6 +290,10 @@ def _embedded_settings(workdir: Path, stack: ExitStack, console: Console) -> Set
         overrides["model_cache_dir"] = workdir / "models"
     if f"{ENV_PREFIX}JWT_SECRET" not in os.environ:
         overrides["jwt_secret"] = secrets.token_urlsafe(48)
+    if f"{ENV_PREFIX}OTEL_FILE" not in os.environ:  # every process's spans, for the trace tree
+        overrides["otel_file"] = workdir / "traces.jsonl"
+        if f"{ENV_PREFIX}OTEL_SAMPLE_RATIO" not in os.environ:
+            overrides["otel_sample_ratio"] = 1.0
     settings = load_settings(_env_file=None, **overrides)
     console.print(
         f"kafka {settings.kafka_bootstrap} · mongodb {redact_url(settings.mongodb_uri.get_secret_value())}"

@@ -29,6 +29,7 @@ def worker(
 ) -> None:
     """Consume the images topic and produce results; scale out by starting more workers."""
     from agents.pipeline import FUSED, STAGES, consumer_group, register
+    from infra import tracing
     from infra.kafka_security import verify_kafka_access
     from infra.launchers import free_port
     from streams.app import create_app
@@ -47,10 +48,16 @@ def worker(
         raise typer.Exit(2)
     folder = datadir or Path(tempfile.mkdtemp(prefix="mugpos-worker-"))
     group = consumer_group(settings.topic_prefix, enabled)
+    # Before any client is made: the MongoDB driver's instrumentation sees only later clients.
+    tracing.setup(settings, tracing.SERVICE_WORKER, attributes={"mugpos.worker.role": group})
     # A port of its own, so several workers on one host never clash on Faust's default 6066.
     app = create_app(settings, datadir=folder, web_port=free_port(), group=group)
     drain = register(app, PipelineContext.open(settings), enabled, concurrency)
     # Faust sets up the root logger itself, at this level; the drivers keep theirs (cli.main).
     PipelineWorker(
-        app, loglevel=loglevel or settings.log_level, quiet=True, before_stop=drain
+        app,
+        loglevel=loglevel or settings.log_level,
+        quiet=True,
+        before_stop=drain,
+        log_format=settings.log_format,
     ).execute_from_commandline()

@@ -243,6 +243,24 @@ class Settings(BaseSettings):
         "read from git when running from a checkout.",
     )
 
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint traces are sent to (e.g. http://collector:4318; spans go "
+        "to {endpoint}/v1/traces); unset with otel_file unset: tracing is off, nothing exported.",
+    )
+    otel_sample_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of traces started here that are recorded (parent-based: a caller's "
+        "sampled traceparent is always followed, an unsampled one never).",
+    )
+    otel_file: Path | None = Field(
+        None,
+        description="Also write finished spans to this file as JSON lines (tests, the demo, "
+        "debugging without a collector); turns tracing on like otel_endpoint.",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process."
     )
@@ -250,6 +268,12 @@ class Settings(BaseSettings):
         "WARNING",
         description="Log level of the database, Kafka, Redis, S3 and HTTP client libraries; "
         "their DEBUG output quotes whole documents and requests, so `-v` leaves them alone.",
+    )
+    # --- observability: logs (infra.logging_setup) -------------------------------------------
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="How every process writes its log: `json` (one JSON object a line), "
+        "`console` (human-readable lines) or `auto` (console on a terminal, else JSON).",
     )
 
     @field_validator("kafka_bootstrap")
@@ -449,6 +473,20 @@ class Settings(BaseSettings):
         if not _DEVICE.match(value):
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _check_otel_endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP)")
+        return value.rstrip("/")
+
+    @field_validator("otel_file")
+    @classmethod
+    def _check_otel_file(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @property
     def uses_local_object_store(self) -> bool:

@@ -62,6 +62,7 @@ class PartitionLag:
     partition: int
     committed: int
     end: int
+    group: str | None = None  # the group that committed furthest; None: no group committed yet
 
     @property
     def lag(self) -> int:
@@ -191,16 +192,18 @@ class KafkaAdmin:
         of `groups` committed there (in a deployment each topic is consumed by one role)."""
         admin = await self._admin()
         committed: dict[TopicPartition, int] = {}
+        by: dict[TopicPartition, str] = {}
         for group in [groups] if isinstance(groups, str) else groups:
             for tp, meta in (await admin.list_consumer_group_offsets(group)).items():
-                committed[tp] = max(committed.get(tp, -1), meta.offset)
+                if meta.offset > committed.get(tp, -1):
+                    committed[tp], by[tp] = meta.offset, group
         sizes = await self.partitions(topics)
         wanted = [TopicPartition(t, p) for t, n in sorted(sizes.items()) for p in range(n)]
         ends = await (await self._offsets()).end_offsets(wanted) if wanted else {}
         lags = []
         for tp in wanted:
             position = max(committed.get(tp, 0), 0)
-            lags.append(PartitionLag(tp.topic, tp.partition, position, ends[tp]))
+            lags.append(PartitionLag(tp.topic, tp.partition, position, ends[tp], by.get(tp)))
         return lags
 
     async def _offsets(self) -> AIOKafkaConsumer:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,10 @@ _REPLACES: dict[str, tuple[str, ...]] = {
 }
 _DUPLICATE_KEY = 11000
 _PARALLEL_PUTS = 8
+
+
+def _no_step(name: str) -> AbstractContextManager[object]:
+    return nullcontext()
 
 
 def result_cache_key(prefix: str, request_id: str) -> str:
@@ -100,28 +105,39 @@ class ResultStore:
         self._placeholders: WriteBehind[dict[str, Any]] | None = None
         self.cache_failures = 0
 
-    async def save(self, results: Sequence[AnalysisResult]) -> list[AnalysisResult]:
+    async def save(
+        self,
+        results: Sequence[AnalysisResult],
+        step: Callable[[str], AbstractContextManager[object]] | None = None,
+    ) -> list[AnalysisResult]:
         """Store a batch; returns, per input, the result that is now stored for its request id.
+        `step(name)` wraps each write (`sink mongodb`, `sink object store`, `sink redis`): the
+        caller's tracing spans.
 
         Raises the driver's error when MongoDB or the object store fails: nothing is then
         published, and the redelivered inputs complete the batch."""
-        stored = await self._settled([r.request_id for r in results])
-        writes: dict[str, AnalysisResult] = {}
-        superseded: list[str] = []
-        for result in results:
-            previous = stored.get(result.request_id)
-            if previous is not None and previous.status not in _REPLACES[result.status]:
-                continue
-            stored[result.request_id] = writes[result.request_id] = result
-            if previous is not None and previous.status != "pending":
-                old = result_key(previous.request_id, "result.json", previous.completed_at)
-                if old != result_key(result.request_id, "result.json", result.completed_at):
-                    superseded.append(old)
-        if writes:
-            await self._write_documents(list(writes.values()), stored)
+        step = step or _no_step
+        with step("sink mongodb"):
+            stored = await self._settled([r.request_id for r in results])
+            writes: dict[str, AnalysisResult] = {}
+            superseded: list[str] = []
+            for result in results:
+                previous = stored.get(result.request_id)
+                if previous is not None and previous.status not in _REPLACES[result.status]:
+                    continue
+                stored[result.request_id] = writes[result.request_id] = result
+                if previous is not None and previous.status != "pending":
+                    old = result_key(previous.request_id, "result.json", previous.completed_at)
+                    if old != result_key(result.request_id, "result.json", result.completed_at):
+                        superseded.append(old)
+            if writes:
+                await self._write_documents(list(writes.values()), stored)
         final = [stored[r.request_id] for r in results]
-        await self._put_objects({r.request_id: r for r in final}.values(), superseded)
-        await self._cache(final)
+        with step("sink object store"):
+            await self._put_objects({r.request_id: r for r in final}.values(), superseded)
+        if self._redis is not None:
+            with step("sink redis"):
+                await self._cache(final)
         return final
 
     async def _settled(self, request_ids: list[str]) -> dict[str, AnalysisResult]:

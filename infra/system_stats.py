@@ -6,6 +6,7 @@ import functools
 
 import psutil
 
+from core.worker_metrics import GpuReading
 from schemas.control import GpuStats
 
 _PROCESS = psutil.Process()
@@ -47,3 +48,22 @@ def gpu_stats(device: str | None) -> GpuStats:
         )
     except Exception as exc:  # no driver, no device: report, never fail a heartbeat
         return GpuStats(present=False, detail=f"NVML unavailable: {exc}")
+
+
+def gpu_readings(device: str | None) -> list[GpuReading]:
+    """The worker's GPU for its /metrics (core.worker_metrics): nothing on a CPU, or when NVML
+    or the device is missing."""
+    stats = gpu_stats(device)
+    if not stats.present or device is None:
+        return []
+    mib = 2**20
+    return [
+        GpuReading(
+            device=device,
+            name=stats.name or "",
+            utilization_percent=stats.utilization_percent or 0.0,
+            memory_used_bytes=(stats.memory_used_mb or 0.0) * mib,
+            memory_total_bytes=(stats.memory_total_mb or 0.0) * mib,
+            temperature_c=stats.temperature_c or 0.0,
+        )
+    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -66,7 +67,11 @@ class WriteBehind(Generic[T]):
                 log.error("%s: buffer full, %d oldest item(s) dropped", self.name, self.dropped)
         self._wake.set()
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"write-behind-{self.name}")
+            # In a context of its own, not the first caller's: its writes are no request's
+            # (a trace would show them under whichever request started the writer).
+            self._task = asyncio.create_task(
+                self._run(), name=f"write-behind-{self.name}", context=contextvars.Context()
+            )
 
     def get(self, key: Hashable) -> T | None:
         """An item not written yet, by key."""

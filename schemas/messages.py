@@ -92,6 +92,11 @@ class AnalysisResult(_Message):
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per stage.")
     latency_ms: float | None = Field(None, description="Submission to result.")
     error: ErrorInfo | None = None
+    trace_id: str | None = Field(
+        None,
+        description="W3C trace id (32 hex digits) of this image's trace, when the worker traces.",
+        pattern="^[0-9a-f]{32}$",
+    )
 
 
 class DeadLetter(_Message):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import faust
 from faust.types import TP
 
+from core import worker_metrics as metrics
 from core.pipeline.health import DependencyHealth
 from infra.attempts import FailureCounter, attempt_key
 from infra.failures import is_fatal, unavailable_dependency
@@ -283,6 +284,7 @@ class Delivery:
             self._expect[tp] = oldest
             await self._seek(tp, oldest)
         self.rewinds += 1
+        metrics.RETRIES.labels(self.stage, dependency or "none").inc(len(tickets))
         self._schedule_resume(self._backoff.next())
 
     async def _seek(self, tp: TP, offset: int) -> None:

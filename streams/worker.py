@@ -11,7 +11,7 @@ import faust
 
 from infra.kafka_backoff import install_reconnect_backoff
 from infra.log_throttle import throttle_handlers
-from infra.logging_setup import RedactCredentials
+from infra.logging_setup import format_handlers
 
 
 class PipelineWorker(faust.Worker):
@@ -24,6 +24,8 @@ class PipelineWorker(faust.Worker):
       away; `on_setup_root_logger` runs right after, on the new handlers.
     * On SIGTERM it first runs `before_stop` (agents.pipeline's drain: stop taking input, finish
       and commit what is in hand), then stops as Faust does.
+    * Its log lines are formatted as every `mugpos` process's (infra.logging_setup: JSON, or
+      console lines on a terminal; `log_format`), Faust's own included, and at its `loglevel`.
     * No start-up spinner: at WARNING, Faust adds a handler for it that takes every DEBUG record
       and leaves the root logger at DEBUG for the worker's whole life, so every library builds a
       record for each of its debug calls (aiokafka's fetch loop, botocore's request signing) only
@@ -31,9 +33,14 @@ class PipelineWorker(faust.Worker):
     """
 
     def __init__(
-        self, *args: Any, before_stop: Callable[[], Awaitable[None]] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        before_stop: Callable[[], Awaitable[None]] | None = None,
+        log_format: str = "auto",
+        **kwargs: Any,
     ) -> None:
         install_reconnect_backoff()
+        self._log_format = log_format
         super().__init__(*args, **kwargs)
         self.spinner = None
         self._before_stop = before_stop
@@ -51,5 +58,4 @@ class PipelineWorker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
         throttle_handlers(logger.handlers)
-        for handler in logger.handlers:  # no credential in a worker's log either
-            handler.addFilter(RedactCredentials())
+        format_handlers(logger.handlers, self._log_format)  # no credential in its log either

@@ -6,7 +6,9 @@ describe the deployment to whoever asks: anonymous callers get the readiness ver
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from dataclasses import asdict
 from typing import Annotated, Literal
 
@@ -17,11 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from api.deps import check_rate, identify, services
+from api.metrics import LAG_TIMEOUT_S
 from api.problems import Problem, problem_responses
 from api.services import ApiServices
 from core.access import allowed
 from infra.health import check_all
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["system"])
 Services = Annotated[ApiServices, Depends(services)]
 # The same schemes as api.deps (same names and descriptions: one entry each in the OpenAPI spec).
@@ -125,4 +129,10 @@ async def metrics(request: Request, svc: Services, bearer: MetricsBearer) -> Res
             headers={"WWW-Authenticate": "Bearer"},
         )
     svc.metrics.observe_workers(svc.registry.view())
+    try:  # Kafka's view, not a worker's: there when no worker runs (bounded: a scrape must answer)
+        lags = await asyncio.wait_for(svc.pipeline_lag(), LAG_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("consumer lag not read for /metrics: %s: %s", type(exc).__name__, exc)
+        lags = None
+    svc.metrics.observe_lag(lags, svc.topics.pipeline_group)
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

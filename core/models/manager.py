@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from core.models import metrics
+from core import worker_metrics as metrics
 from core.models.backends import Backend, OnnxBackend, TorchBackend, export_onnx, resolve_device
 from core.models.class_map import ClassMap
 from core.models.detector import Detector, DetectorConfig

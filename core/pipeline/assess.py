@@ -32,7 +32,11 @@ def assess(
     calibration: Calibration | None = None,
     config: PositioningConfig | None = None,
 ) -> Assessment:
-    facts = analyze(detections, image_size, calibration, config)
+    return evaluate_rules(analyze(detections, image_size, calibration, config), rules)
+
+
+def evaluate_rules(facts: SceneFacts, rules: Sequence[CompiledRule]) -> Assessment:
+    """The verdicts of the enabled rules on positioning facts (the second half of `assess`)."""
     verdicts = tuple(_evaluate(rule, facts) for rule in rules if rule.spec.enabled)
     return Assessment(facts, verdicts)
 

@@ -13,7 +13,8 @@ REPLAY_HEADER = "replay-of"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # Set by the replay itself; any original copy (a letter that was already a replay) is replaced.
-_REPLACED = {"request-id", "content-type", REPLAY_HEADER}
+# The original's trace context is left behind too: a replay is a trace of its own.
+_REPLACED = {"request-id", "content-type", REPLAY_HEADER, "traceparent", "tracestate"}
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

@@ -7,6 +7,7 @@ waits on the network.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,7 +90,9 @@ class S3ObjectStore(ObjectStore):
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._max_threads, thread_name_prefix="s3")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        # In the caller's context, so the request's S3 span (tracing) belongs to its trace.
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._pool, call)
 
     def _call(self, key: str | None, operation: str, **kwargs: Any) -> Any:
         try:

@@ -289,7 +289,7 @@ def test_ready_and_metrics_show_internals_only_to_those_allowed(deployment: Sett
             assert refused.json()["code"] == "metrics_token_required"
         scraped = httpx.get(metrics, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
         assert scraped.status_code == 200
-        assert "http_requests_total" in scraped.text
+        assert "mugpos_http_requests_total" in scraped.text
     finally:
         server.stop()
 

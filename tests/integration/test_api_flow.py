@@ -157,9 +157,18 @@ def test_upload_then_result_by_wait_get_websocket_and_sse(stack: ApiServer) -> N
         f"{stack.settings.topic_prefix}.stage.detected.v1",
     }
     metrics = httpx.get(f"{stack.url}/metrics").text
-    assert 'http_requests_total{endpoint="/api/v1/analyze",method="POST",status="202"}' in metrics
-    assert 'pipeline_stage_duration_seconds_count{stage="inference"} 2.0' in metrics
-    assert 'analysis_requests_total{outcome="accepted"} 2.0' in metrics
+    assert (
+        'mugpos_http_requests_total{endpoint="/api/v1/analyze",method="POST",status="202"}'
+        in metrics
+    )
+    assert 'mugpos_pipeline_stage_duration_seconds_count{stage="inference"} 2.0' in metrics
+    assert 'mugpos_analysis_requests_total{outcome="accepted"} 2.0' in metrics
+    # The lag the dashboard shows, for Prometheus: read from Kafka at scrape time, per partition.
+    assert "mugpos_consumer_lag_up 1.0" in metrics
+    images = f"{stack.settings.topic_prefix}.images.v1"
+    lag_lines = [line for line in metrics.splitlines() if line.startswith("mugpos_consumer_lag{")]
+    assert any(f'topic="{images}"' in line and 'partition="0"' in line for line in lag_lines)
+    assert all('group="' in line and float(line.rsplit(" ", 1)[1]) >= 0 for line in lag_lines)
 
 
 def test_fifty_concurrent_uploads_all_complete(stack: ApiServer) -> None:

@@ -144,11 +144,15 @@ async def _refused(url: str) -> Refusal:
 
 
 def _access_lines(log: str) -> list[dict]:
+    """The access lines among the server's: every line is a JSON object (its output is not a
+    terminal, so MUGPOS_LOG_FORMAT=auto writes JSON) with a level, a logger and a time."""
     lines = []
     for line in log.splitlines():
         if line.startswith("{"):
             entry = orjson.loads(line)  # a line that starts like JSON must be JSON
-            lines.append(entry)
+            assert {"ts", "level", "logger", "event"} <= set(entry), entry
+            if entry["logger"] == "mugpos.access":
+                lines.append(entry)
     return lines
 
 

@@ -307,7 +307,7 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     } <= asyncio.run(audited())
 
     metrics = httpx.get(f"{api.url}/metrics").text
-    assert f'worker_gpu_cost_usd{{worker="{first["worker_id"]}"}} 0.0' in metrics
+    assert f'mugpos_worker_gpu_cost_usd_total{{worker="{first["worker_id"]}"}} 0.0' in metrics
 
 
 def _split_ownership(api: ApiServer, headers: dict) -> tuple[dict, dict] | None:

@@ -23,3 +23,9 @@ def test_demo_publishes_analyses_and_stores_every_scene(tmp_path: Path) -> None:
     originals = list((tmp_path / "objects" / "user-uploads").rglob("*.jpeg"))
     assert len(results) == SCENES
     assert len(originals) == SCENES
+    # The trace of one uploaded image, as a tree from the demo's span file (stage, duration).
+    tree = text[text.index("trace ") :]
+    for stage in ("POST /api/v1/analyze", "process pipeline", "intake", "inference", "publish"):
+        assert stage in tree, stage
+    assert " ms" in tree
+    assert (tmp_path / "traces.jsonl").stat().st_size > 0

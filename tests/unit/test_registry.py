@@ -72,4 +72,4 @@ async def test_a_degraded_worker_shows_its_dependency_outage_as_a_metric() -> No
     metrics = ApiMetrics()
     metrics.observe_workers(view)
     text = generate_latest(metrics.registry).decode()
-    assert 'worker_dependency_down_seconds{dependency="mongodb",worker="w0"} 12.5' in text
+    assert 'mugpos_worker_dependency_down_seconds{dependency="mongodb",worker="w0"} 12.5' in text
