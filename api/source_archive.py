@@ -39,9 +39,10 @@ def source_archive() -> bytes:
                 and "__pycache__" not in path.parts
             ):
                 members[path.relative_to(root).as_posix()] = path.read_bytes()
-    for extra in ("LICENSE", "pyproject.toml", "README.md"):
-        if (root / extra).is_file():
-            members[extra] = (root / extra).read_bytes()
+    if _is_checkout(root):  # in site-packages these names may belong to anything
+        for extra in ("LICENSE", "pyproject.toml", "README.md"):
+            if (root / extra).is_file():
+                members[extra] = (root / extra).read_bytes()
     try:
         dist = metadata.distribution(PROJECT)
     except metadata.PackageNotFoundError:
@@ -62,6 +63,12 @@ def source_archive() -> bytes:
             info.size, info.mtime, info.mode = len(data), FIXED_MTIME, 0o644
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _is_checkout(root: Path) -> bool:
+    """The packages run from the project's own source tree (its pyproject.toml beside them)."""
+    pyproject = root / "pyproject.toml"
+    return pyproject.is_file() and f'name = "{PROJECT}"' in pyproject.read_text()
 
 
 @cache
