@@ -71,7 +71,6 @@ def _is_checkout(root: Path) -> bool:
     return pyproject.is_file() and f'name = "{PROJECT}"' in pyproject.read_text()
 
 
-@cache
 def checkout_commit() -> str | None:
     """The commit of the checkout the packages run from, if they run from one (not from a
     wheel installed somewhere inside another repository's work tree)."""

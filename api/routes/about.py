@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 from importlib import metadata
 from typing import Annotated
 
@@ -31,18 +32,26 @@ class About(BaseModel):
 async def about(svc: Services) -> About:
     """Name, version, the commit it was built from (null when unknown), the licence and where to
     get the source of exactly this deployment."""
-    try:
-        dist = metadata.distribution(PROJECT)
-        version, licence = dist.version, dist.metadata.get("License-Expression", "")
-    except metadata.PackageNotFoundError:  # running from a tree that was never installed
-        version, licence = "unknown", ""
+    version, licence, commit = await asyncio.to_thread(_identity)  # read once per process
     return About(
         name=PROJECT,
         version=version,
-        commit=svc.settings.source_commit or checkout_commit(),
-        licence=licence or "unknown",
+        commit=svc.settings.source_commit or commit,
+        licence=licence,
         source_url=svc.settings.source_url or SOURCE_PATH,
     )
+
+
+@cache
+def _identity() -> tuple[str, str, str | None]:
+    """(version, licence, checkout commit) of the running code: installed metadata and git
+    don't change under a running process."""
+    try:
+        dist = metadata.distribution(PROJECT)
+        version, licence = dist.version, dist.metadata.get("License-Expression") or "unknown"
+    except metadata.PackageNotFoundError:  # running from a tree that was never installed
+        version, licence = "unknown", "unknown"
+    return version, licence, checkout_commit()
 
 
 @router.get(
