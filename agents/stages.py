@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from core import worker_metrics as metrics
 from core.imaging import ImageRejected
+from core.models.class_map import ROLES
 from core.models.letterbox import Letterbox
 from core.models.types import Detection
 from core.pipeline.assess import evaluate_rules
@@ -652,6 +653,7 @@ def _detected(
             "version": version,
             "backend": ctx.models.backend_name,
             "device": ctx.models.device,
+            "roles": ctx.models.roles_of(ref),
         },
     )
 
@@ -673,7 +675,7 @@ async def conclude(
         started = time.perf_counter()
         detections = [Detection(d.class_name, d.role, d.confidence, d.box) for d in item.detections]
         with tracing.child(image, "positioning", detections=len(detections)):
-            facts = analyze(detections, (item.image.width, item.image.height))
+            facts = analyze(detections, (item.image.width, item.image.height), unseen=_unseen(item))
         with tracing.child(image, "rules", rules=len(rule_set.rules)):
             assessment = evaluate_rules(facts, rule_set.rules)
         completed = datetime.now(UTC)
@@ -710,6 +712,13 @@ async def conclude(
     await asyncio.gather(
         *(publish(producer, ctx.topics.alerts, rid, data, i) for rid, data, i in alerts)
     )
+
+
+def _unseen(item: DetectedImage) -> frozenset[str]:
+    """The roles the item's model has no class for (none when it does not say)."""
+    if item.model is None or item.model.roles is None:
+        return frozenset()
+    return frozenset(ROLES) - set(item.model.roles)
 
 
 def _took_analysis(started: float) -> float:

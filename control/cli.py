@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from control.api_cli import api, users_app
+from control.client_cli import login, logout, results_app, submit
 from control.console import console, load_or_exit
 from control.dlq_cli import dlq_app
 from control.licences_cli import licences
@@ -41,6 +43,10 @@ users_app.command("revoke-key")(revoke_key)
 app.add_typer(servers_app, name="servers")
 app.add_typer(dlq_app, name="dlq")
 app.command()(licences)
+app.command()(login)
+app.command()(logout)
+app.command()(submit)
+app.add_typer(results_app, name="results")
 
 
 def _print_version(value: bool) -> None:
@@ -138,9 +144,14 @@ def run() -> None:
     from core.rules import RuleSpecError
     from infra.launchers import ServiceStartError
     from infra.object_store import ObjectStoreError
+    from mugpos.client import ApiError
 
     try:
         app()
+    except ApiError as exc:
+        hint = "; run `mugpos login`" if exc.status == 401 and exc.code != "bad_credentials" else ""
+        console.print(f"[red]error:[/] {escape(str(exc))}{hint}", highlight=False)
+        raise SystemExit(1) from None
     except (
         KafkaError,
         ModelIntegrityError,

@@ -158,7 +158,7 @@ def _results_table(results: list[AnalysisResult], via: dict[str, str]) -> Table:
             result.request_id[:10],
             via[result.request_id],
             str(len(mugs)),
-            f"{sum(m['on_coaster'] for m in mugs)}/{len(mugs)}",
+            f"{sum(m['on_coaster'] is True for m in mugs)}/{len(mugs)}",
             f"{min(edges):.1f}" if edges else "-",
             "\n".join(failed) or "none",
             advice,

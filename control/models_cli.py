@@ -1,4 +1,4 @@
-"""`mugpos synth`, `mugpos train` and `mugpos models list|push|pull|build-engine`."""
+"""`mugpos synth`, `mugpos train` and `mugpos models list|push|pull|import|build-engine`."""
 
 from __future__ import annotations
 
@@ -121,6 +121,91 @@ def pull(ref: Annotated[str, typer.Argument(help="name:version")]) -> None:
     """Resolve a model version through the sources, downloading and verifying it if needed."""
     files = asyncio.run(_store(load_or_exit()).resolve(ref))
     console.print(f"{files.manifest.ref} from {files.source} at {files.path}")
+
+
+@models_app.command("import")
+def import_model(
+    weights: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="YOLO .pt weights.")],
+    name: Annotated[str, typer.Option(help="Model name, e.g. coco-yolov8n.")],
+    version: Annotated[str, typer.Option(help="Version, e.g. 1.0.0.")],
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=32, help="Letterbox size; default: the size it was trained at, else 640."),
+    ] = None,
+    class_map: Annotated[
+        str,
+        typer.Option(
+            help="auto, coco (cup→mug, dining table→table, laptop/keyboard/cell phone/book→"
+            "hazard; no coasters), mugpos (classes named after the roles) or builtin."
+        ),
+    ] = "auto",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where the version goes; default: MUGPOS_MODEL_DIR/NAME/VERSION."),
+    ] = None,
+    push_to_store: Annotated[
+        bool, typer.Option("--push", help="Also upload it to the object store.")
+    ] = False,
+    smoke: Annotated[bool, typer.Option(help="Run one detection on a generated scene.")] = True,
+) -> None:
+    """Make a model version of your own YOLO weights: manifest (sha256, classes read from the
+    weights, input size, class map), a smoke detection, and optionally the object store."""
+    if class_map not in ("auto", "coco", "mugpos", "builtin"):
+        console.print(f"[red]error:[/] unknown --class-map {class_map!r}", highlight=False)
+        raise typer.Exit(2)
+    settings = load_or_exit()
+    target = out or (settings.model_dir / name / version if settings.model_dir else None)
+    if target is None and not push_to_store:
+        console.print("[red]error:[/] set MUGPOS_MODEL_DIR, or give --out or --push")
+        raise typer.Exit(2)
+    with tempfile.TemporaryDirectory(prefix="mugpos-import-") as staging:
+        directory = target or Path(staging) / name / version
+        _import(weights, directory, name, version, input_size, class_map, smoke)
+        if push_to_store:
+            manifest = asyncio.run(_store(settings).push(directory))
+            console.print(f"pushed {manifest.ref} to the object store")
+
+
+def _import(
+    weights: Path,
+    directory: Path,
+    name: str,
+    version: str,
+    input_size: int | None,
+    class_map: str,
+    smoke: bool,
+) -> None:
+    from core.models.importer import ImportRefused, import_weights, smoke_detect
+
+    try:
+        manifest = import_weights(
+            weights,
+            directory,
+            name=name,
+            version=version,
+            input_size=input_size,
+            preset=class_map,  # type: ignore[arg-type]
+        )
+    except ImportRefused as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    roles = sorted(r for r, names in (manifest.class_map or {}).items() if names) or ["all"]
+    console.print(
+        f"wrote {manifest.ref} to {directory}: {len(manifest.classes)} classes, input "
+        f"{manifest.input_size} px, class map {manifest.recipe['class_map_preset']} "
+        f"(roles: {', '.join(roles)})",
+        highlight=False,
+    )
+    if manifest.class_map is not None and "coaster" not in manifest.class_map:
+        console.print("note: this model cannot see coasters; coaster rules will be not applicable")
+    if smoke:
+        report = smoke_detect(directory, manifest)
+        found = ", ".join(f"{n} {role}" for role, n in sorted(report.roles.items())) or "nothing"
+        console.print(
+            f"smoke detection on a generated scene: {report.detections} detections ({found}) "
+            f"in {report.seconds * 1000:.0f} ms",
+            highlight=False,
+        )
 
 
 @models_app.command("build-engine")

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.models.class_map import DEFAULT_CLASS_MAP, ROLES
+from core.models.class_map import check_roles
 
 ENV_PREFIX = "MUGPOS_"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -127,9 +127,10 @@ class Settings(BaseSettings):
         le=1.0,
         description="Minimum detection confidence; unset uses the model's operating threshold.",
     )
-    class_map: dict[str, list[str]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CLASS_MAP.items()},
-        description="JSON: role -> model class names (roles: mug, coaster, table, hazard).",
+    class_map: dict[str, list[str]] | None = Field(
+        None,
+        description="JSON: role -> model class names (roles: mug, coaster, table, hazard), for "
+        "every model; unset: each model's own (its manifest's), else the built-in map.",
     )
     clip_model: str = Field("ViT-B-32", description="open_clip architecture for mug attributes.")
     clip_weights: Path | None = Field(
@@ -414,10 +415,8 @@ class Settings(BaseSettings):
 
     @field_validator("class_map")
     @classmethod
-    def _check_class_map(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        unknown = set(value) - set(ROLES)
-        if unknown:
-            raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    def _check_class_map(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        check_roles(value or {})
         return value
 
     @field_validator("jwt_secret")

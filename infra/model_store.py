@@ -179,7 +179,7 @@ def model_manager_from_settings(settings: Settings, store: ModelStore) -> ModelM
         backend=settings.detector_backend,
         cpu_budget_bytes=settings.model_memory_budget_mb << 20,
         export_dir=settings.model_cache_dir / "onnx",
-        class_map=ClassMap(settings.class_map),
+        class_map=ClassMap(settings.class_map) if settings.class_map is not None else None,
         confidence=settings.confidence_threshold,
         engine_dir=engine_dir(settings),
         engine_batch=settings.max_batch,

@@ -65,6 +65,11 @@ class ModelRef(BaseModel):
     version: str
     backend: str | None = None
     device: str | None = None
+    roles: list[str] | None = Field(
+        None,
+        description="The roles (mug, coaster, table, hazard) the model has a class for; a rule "
+        "about one it lacks is not applicable to its results. Null: all of them.",
+    )
 
 
 class ErrorInfo(BaseModel):

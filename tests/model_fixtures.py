@@ -27,3 +27,24 @@ def copy_version(root: Path, version: str, name: str = "mugdet-synth") -> Path:
     updated = manifest.model_copy(update={"name": name, "version": version})
     (target / MANIFEST_FILE).write_text(updated.model_dump_json(indent=2))
     return target
+
+
+# The shipped detector's classes under COCO's names; COCO has no coaster, so its coaster class
+# becomes a COCO class no role maps to, as with a real COCO model.
+COCO_NAMES = {"mug": "cup", "coaster": "frisbee", "table": "dining table"}
+
+
+def coco_style_weights(out: Path) -> Path:
+    """The shipped weights with COCO-style class names: what `yolov8n.pt` looks like to
+    `mugpos models import` (names inside the checkpoint, no manifest), with detections that
+    mean something on generated scenes."""
+    import torch
+
+    checkpoint = torch.load(SHIPPED / "model.pt", map_location="cpu", weights_only=False)
+    for key in ("model", "ema"):
+        module = checkpoint.get(key)
+        if module is not None:
+            module.names = {i: COCO_NAMES.get(n, n) for i, n in module.names.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return out

@@ -12,14 +12,29 @@ DEFAULT_CLASS_MAP: dict[str, list[str]] = {
     "table": ["table", "dining table"],
     "hazard": ["laptop", "keyboard", "cell phone", "book"],
 }
+# What `mugpos models import --class-map` writes into a manifest. COCO has no coaster class: a
+# COCO model's coaster rules are not applicable (core.rules.engine), never failed.
+PRESETS: dict[str, dict[str, list[str]]] = {
+    "coco": {
+        "mug": ["cup"],
+        "table": ["dining table"],
+        "hazard": ["laptop", "keyboard", "cell phone", "book"],
+    },
+    "mugpos": {role: [role] for role in ROLES},
+}
+
+
+def check_roles(mapping: Mapping[str, object]) -> None:
+    """Refuse a map with a role positioning does not know."""
+    unknown = set(mapping) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
 
 
 class ClassMap:
     def __init__(self, roles: Mapping[str, list[str]] | None = None) -> None:
         mapping = DEFAULT_CLASS_MAP if roles is None else roles
-        unknown = set(mapping) - set(ROLES)
-        if unknown:
-            raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+        check_roles(mapping)
         self._role_of = {name.lower(): role for role, names in mapping.items() for name in names}
 
     def role(self, class_name: str) -> str:

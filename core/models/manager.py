@@ -79,7 +79,7 @@ class ModelManager:
         self.engine_batch = engine_batch
         self.budget_bytes = self._budget(cpu_budget_bytes)
         self.export_dir = export_dir
-        self.class_map = class_map or ClassMap()
+        self.class_map = class_map  # None: each manifest's own, else the built-in map
         self.confidence = confidence  # None: each model's own operating threshold
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._active: LoadedModel | None = None
@@ -174,6 +174,11 @@ class ModelManager:
         metrics.BATCH_SIZE.labels(model.ref).observe(len(images))
         return model.ref, results
 
+    def roles_of(self, ref: str) -> tuple[str, ...] | None:
+        """The roles a loaded version can see (Detector.roles); None when it is not loaded."""
+        loaded = self._loaded.get(ref)
+        return loaded.detector.roles if loaded else None
+
     def _make_room(self, needed: int) -> None:
         if needed > self.budget_bytes:
             raise ModelBudgetError(
@@ -223,7 +228,7 @@ class ModelManager:
             backend,
             manifest.classes,
             manifest.input_size,
-            self.class_map,
+            self.class_map or ClassMap(manifest.class_map),
             DetectorConfig(confidence=self.confidence or manifest.confidence),
             on_device=self.prepares_on_device,
         )

@@ -6,7 +6,9 @@ import hashlib
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from core.models.class_map import check_roles
 
 MANIFEST_FILE = "manifest.json"
 
@@ -18,6 +20,11 @@ class ModelManifest(BaseModel):
     architecture: str = "yolov8n"
     classes: list[str]
     input_size: int = Field(gt=0, multiple_of=32)
+    class_map: dict[str, list[str]] | None = Field(
+        None,
+        description="role -> class names (core.models.class_map); null: the built-in map. "
+        "MUGPOS_CLASS_MAP, when set, overrides it.",
+    )
     confidence: float = Field(
         0.25, gt=0, lt=1, description="Operating confidence threshold chosen on validation data."
     )
@@ -26,6 +33,12 @@ class ModelManifest(BaseModel):
     recipe: dict[str, object] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     created: datetime
+
+    @field_validator("class_map")
+    @classmethod
+    def _known_roles(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        check_roles(value or {})
+        return value
 
     @property
     def ref(self) -> str:

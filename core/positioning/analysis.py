@@ -8,8 +8,14 @@ Quality score (0-100): start at 100 and subtract
   * up to 25 for a hazard: 25 x deficit / min_hazard;
   * 10 when it is closer than min_mug_clearance to another mug (or overlaps it);
   * 15 when zones are configured and the mug is not fully inside one.
+A coaster box that coincides with a mug's box (IoU >= 0.85 and no more than 3 % wider or taller)
+is not evidence of a coaster but the detector seeing the mug twice: a coaster under a mug shows
+around it, so its box is larger (the generator's smallest coaster under its largest mug: 3.3 %).
+Such boxes are dropped before anything is measured (`SceneFacts.ignored_coasters` counts them).
+
 Without a scale (no calibration and no reference objects) distances cannot be judged, so only the
-coaster and zone terms apply.
+coaster and zone terms apply. A model that cannot see coasters (no class maps to the role) leaves
+`on_coaster` unknown and the coaster term out.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from core.positioning.geometry import (
     containment,
     contains,
     holder,
+    iou,
     polygon_margin,
     radius,
     shift,
@@ -86,13 +93,36 @@ def edge_gap_px(
     return min(sides) - r if sides else None
 
 
+def drop_mug_echoes(
+    detections: Sequence[Detection], config: PositioningConfig
+) -> tuple[list[Detection], int]:
+    """(the detections without coaster boxes that are a mug seen twice, how many were dropped)."""
+    mugs = [d.box for d in detections if d.role == "mug"]
+    ratio = config.echo_size_ratio
+
+    def echo(box: Box) -> bool:
+        return any(
+            iou(box, m) >= config.echo_iou
+            and box[2] - box[0] <= ratio * (m[2] - m[0])
+            and box[3] - box[1] <= ratio * (m[3] - m[1])
+            for m in mugs
+        )
+
+    kept = [d for d in detections if d.role != "coaster" or not echo(d.box)]
+    return kept, len(detections) - len(kept)
+
+
 def analyze(
     detections: Sequence[Detection],
     image_size: tuple[int, int],
     calibration: Calibration | None = None,
     config: PositioningConfig | None = None,
+    unseen: frozenset[str] = frozenset(),
 ) -> SceneFacts:
+    """`unseen`: roles the model has no class for (ModelRef.roles says which it has)."""
     config = config or PositioningConfig()
+    sees_coasters = "coaster" not in unseen
+    detections, echoes = drop_mug_echoes(detections, config)
     scale = estimate_scale(detections, calibration, config)
     mugs = [d for d in detections if d.role == "mug"]
     coasters = [d for d in detections if d.role == "coaster"]
@@ -130,6 +160,7 @@ def analyze(
             config,
             used,
             coaster_of.get(i),
+            sees_coasters=sees_coasters,
         )
         facts.append(context.facts())
     per_table = [sum(1 for f in facts if holder(centre(f.box), tables) == t) for t in tables]
@@ -140,9 +171,11 @@ def analyze(
         tables=len(tables),
         mugs_per_table=tuple(per_table),
         coasters=len(coasters),
-        unmatched_coasters=len(coasters) - len(used),
+        unmatched_coasters=len(coasters) - len(used) if sees_coasters else None,
         hazards=len(hazards),
         confidences=tuple(d.confidence for d in detections),
+        unseen=tuple(sorted(unseen)),
+        ignored_coasters=echoes,
     )
 
 
@@ -179,10 +212,14 @@ class MugContext:
         config: PositioningConfig,
         taken_coasters: set[int],
         own_coaster: int | None,
+        *,
+        sees_coasters: bool = True,
     ) -> None:
         self.box, self.index, self.mugs = box, index, mugs
+        self.sees_coasters = sees_coasters
         self.tables, self.hazards, self.zones, self.image = tables, hazards, zones, image
         self.scale, self.config = scale, config
+        self.any_coasters = bool(coasters)
         # Coasters this mug may stand on: free ones, and the one it already stands on.
         self.coasters = [
             c.box for j, c in enumerate(coasters) if j not in taken_coasters or j == own_coaster
@@ -253,7 +290,7 @@ class MugContext:
             (EDGE, self._below(m.edge, config.min_edge_cm)),
             (HAZARD, self._below(m.hazard, config.min_hazard_cm)),
             (CLEARANCE, self._below(m.nearest_mug, config.min_mug_clearance_cm)),
-            (COASTER, m.coaster_share < config.on_coaster_containment),
+            (COASTER, self.sees_coasters and m.coaster_share < config.on_coaster_containment),
             (ZONE, bool(self.zones) and (m.zone_margin is None or m.zone_margin < 0)),
         )
         return tuple(name for name, failed in checks if failed)
@@ -273,7 +310,7 @@ class MugContext:
     def facts(self) -> MugFacts:
         m = self.measure()
         failing = self.failing(m)
-        on_coaster = COASTER not in failing
+        on_coaster = COASTER not in failing if self.sees_coasters else None
         return MugFacts(
             index=self.index,
             box=self.box,

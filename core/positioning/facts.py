@@ -24,6 +24,9 @@ class PositioningConfig:
     min_mug_clearance_cm: float = 2.0
     on_coaster_containment: float = 0.6  # share of the mug's box over the coaster's
     image_border_px: float = 2.0  # a table side this close to the image border is not an edge
+    # A coaster box this much like a mug's box is the mug seen twice (analysis.drop_mug_echoes).
+    echo_iou: float = 0.85
+    echo_size_ratio: float = 1.03  # a real coaster shows around its mug: wider by more than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,7 @@ class MugFacts:
     diameter_cm: float | None
     inside_table: bool
     edge_distance_cm: float | None  # clearance to the nearest visible table edge; < 0 overhangs
-    on_coaster: bool
+    on_coaster: bool | None  # None: the model cannot see coasters
     coaster_containment: float
     coaster_offset_cm: float | None
     nearest_hazard: str | None
@@ -77,6 +80,10 @@ class SceneFacts:
     tables: int
     mugs_per_table: tuple[int, ...]
     coasters: int
-    unmatched_coasters: int
+    unmatched_coasters: int | None  # None: the model cannot see coasters
     hazards: int
     confidences: tuple[float, ...]  # every detection's, for review rules
+    # Roles (core.models.class_map.ROLES) the model has no class for: facts about them are
+    # unknown, never "none there", so rules about them are not applicable rather than passed.
+    unseen: tuple[str, ...] = ()
+    ignored_coasters: int = 0  # coaster boxes that were the mug seen twice (drop_mug_echoes)

@@ -1,9 +1,13 @@
-"""The smallest move that satisfies a mug's failing constraints, with a sentence saying it.
+"""The smallest move that satisfies a mug's failing constraints, and advice a person can act on.
 
-Two candidates are compared: (a) stepping onto the nearest free coaster, and (b) pushing the mug
-just far enough away from whatever it is too close to (edge, hazard, other mug) and into its zone,
-repeated until nothing fails. The candidate that satisfies most constraints wins; ties go to the
-shorter move.
+Candidates: staying put; pushing the mug just far enough away from whatever it is too close to
+(edge, hazard, other mug) and into its zone, repeated until nothing fails; when that does not
+settle (pushes from opposite sides cancel), the nearest spot on its table where no distance check
+fails; and stepping onto the nearest free coaster. The candidate leaving fewest checks failing
+wins; ties go to the shorter move. A mug standing on a coaster is moved together with it.
+
+The advice names the action and its numbers (how far, which way, how things stand now), as the
+camera sees the picture; what no move fixes gets what to do instead. Never a zero move.
 """
 
 from __future__ import annotations
@@ -18,13 +22,6 @@ if TYPE_CHECKING:
     from core.positioning.analysis import Measure, MugContext
 
 ALL = ("edge", "hazard", "clearance", "coaster", "zone")
-REASONS = {
-    "edge": "clear the table edge",
-    "hazard": "keep away from the {hazard}",
-    "clearance": "leave room between mugs",
-    "coaster": "stand on a coaster",
-    "zone": "sit inside the placement zone",
-}
 _MARGIN_CM = 0.05  # aim just past each threshold, so rounding never leaves it failing
 
 
@@ -97,36 +94,176 @@ def _relax(ctx: MugContext) -> tuple[float, float]:
     return dx, dy
 
 
-def _sentence(dx_cm: float, dy_cm: float, fixed: list[str], hazard: str | None, unit: str) -> str:
-    parts = []
-    if abs(dx_cm) >= 0.05:
-        parts.append(f"{abs(dx_cm):.1f} {unit} {'right' if dx_cm > 0 else 'left'}")
-    if abs(dy_cm) >= 0.05:
-        parts.append(f"{abs(dy_cm):.1f} {unit} {'down' if dy_cm > 0 else 'up'}")
-    reasons = [REASONS[f].format(hazard=hazard or "hazard") for f in fixed]
-    why = " and ".join(reasons) if reasons else "improve its placement"
-    return f"Move the mug {' and '.join(parts) or 'slightly'} to {why}."
+_GRID_STEPS = 80  # spots per table side searched when pushing away does not settle
+
+
+def _search(ctx: MugContext) -> tuple[float, float] | None:
+    """The nearest spot on the mug's table (on a grid) where no distance or zone check fails:
+    for mugs hemmed in from opposite sides (an edge and a laptop), where pushes cancel out."""
+    cx, cy = centre(ctx.box)
+    area = holder((cx, cy), ctx.tables) or (0.0, 0.0, float(ctx.image[0]), float(ctx.image[1]))
+    step = max(area[2] - area[0], area[3] - area[1]) / _GRID_STEPS
+    xs = [area[0] + step * (i + 0.5) for i in range(int((area[2] - area[0]) / step))]
+    ys = [area[1] + step * (j + 0.5) for j in range(int((area[3] - area[1]) / step))]
+    spots = sorted(((x - cx, y - cy) for x in xs for y in ys), key=lambda d: math.hypot(*d))
+    for dx, dy in spots:
+        if not [f for f in ctx.failing(ctx.measure(dx, dy)) if f != "coaster"]:
+            return dx, dy
+    return None
+
+
+def _amount(value: float, unit: str, *, up: bool = False) -> str:
+    """A distance as a person reads it: whole units from 2 up, one decimal below, never 0;
+    `up` rounds up (a move shown shorter than needed would not fix anything)."""
+    value = abs(value)
+    if unit == "px":
+        return f"{max(math.ceil(value) if up else value, 1):.0f} px"
+    if value >= 2:
+        return f"{math.ceil(value - 1e-9) if up else value:.0f} cm"
+    value = math.ceil(value * 10 - 1e-9) / 10 if up else value
+    return f"{max(value, 0.1):.1f}".rstrip("0").rstrip(".") + " cm"
+
+
+def _nearest_edge(ctx: MugContext, m: Measure) -> tuple[float, str] | None:
+    """(clearance in px, side) of the nearest visible edge of the table holding the mug; sides
+    are named as the camera sees them."""
+    table = holder(m.point, ctx.tables)
+    if table is None:
+        return None
+    width, height = ctx.image
+    border, r = ctx.config.image_border_px, radius(ctx.box)
+    sides = []
+    if table[0] > border:
+        sides.append((m.point[0] - table[0] - r, "left"))
+    if table[2] < width - border:
+        sides.append((table[2] - m.point[0] - r, "right"))
+    if table[1] > border:
+        sides.append((m.point[1] - table[1] - r, "top"))
+    if table[3] < height - border:
+        sides.append((table[3] - m.point[1] - r, "bottom"))
+    return min(sides) if sides else None
+
+
+def _gap(ctx: MugContext, px: float | None, unit: str) -> str:
+    value = px if unit == "px" or px is None else px / ctx.scale.px_per_cm  # type: ignore[union-attr]
+    return "overlapping it" if value is None or value < 0 else f"{_amount(value, unit)} from it"
+
+
+def _purposes(
+    ctx: MugContext, m: Measure, fixed: list[str], onto_coaster: bool, unit: str
+) -> list[str]:
+    """What the move achieves, with today's numbers, in the order of ALL."""
+    scale = ctx.scale.px_per_cm if ctx.scale and unit == "cm" else 1.0
+    said = ["onto the free coaster"] if onto_coaster else []
+    for check in ALL:
+        if check not in fixed:
+            continue
+        if check == "edge" and (edge := _nearest_edge(ctx, m)) is not None:
+            gap, side = edge
+            if gap < 0:
+                said.append(
+                    f"back onto the table (now {_amount(gap / scale, unit)} over the {side} edge)"
+                )
+            else:
+                now = _amount(gap / scale, unit)
+                said.append(f"toward the table centre (now {now} from the {side} edge)")
+        elif check == "hazard":
+            said.append(
+                f"away from the {m.hazard_name or 'hazard'} (now {_gap(ctx, m.hazard, unit)})"
+            )
+        elif check == "clearance":
+            said.append(f"away from the other mug (now {_gap(ctx, m.nearest_mug, unit)})")
+        elif check == "zone":
+            said.append("into the placement zone")
+    return said
+
+
+def _still(ctx: MugContext, m: Measure, after: tuple[str, ...], moved: bool) -> list[str]:
+    """What no single move fixes, each with what a person can do instead."""
+    config = ctx.config
+    said = []
+    for check in ALL:
+        if check not in after:
+            continue
+        if check == "coaster":
+            if not ctx.any_coasters:
+                said.append("No coaster in view: put one under this mug.")
+            elif not ctx.coasters:
+                said.append("No free coaster in view: put one under this mug.")
+            else:
+                said.append(
+                    f"{'Then put' if moved else 'Put'} a coaster under it: the free coaster "
+                    "stands where the other checks fail."
+                )
+        elif check == "edge":
+            said.append(
+                f"No spot on this table is {_amount(config.min_edge_cm, 'cm')} from every "
+                "edge: use a larger table."
+            )
+        elif check == "hazard":
+            said.append(
+                f"No spot on this table is {_amount(config.min_hazard_cm, 'cm')} from the "
+                f"{m.hazard_name or 'hazard'}: move the {m.hazard_name or 'hazard'} away."
+            )
+        elif check == "clearance":
+            said.append("There is no room beside the other mug: move one of them elsewhere.")
+        elif check == "zone":
+            said.append("No spot inside the placement zone is free: clear the zone.")
+    return said
+
+
+def _direction(dx: float, dy: float, unit: str) -> str:
+    least = 0.5 if unit == "px" else 0.05
+    parts = [
+        f"{_amount(value, unit, up=True)} {positive if value > 0 else negative}"
+        for value, positive, negative in ((dx, "right", "left"), (dy, "down", "up"))
+        if abs(value) >= least
+    ]
+    return " and ".join(parts)
+
+
+def _listed(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def recommend(ctx: MugContext, m: Measure, failing: tuple[str, ...]) -> Move:
-    candidates = [_relax(ctx)]
+    """The move, and a sentence naming the action and its numbers: how far and which way, what
+    it fixes and how things stand now; for what no move fixes, what to do instead."""
+    # A mug on a coaster is moved together with it: its coaster cannot be left behind.
+    carried = "coaster" not in failing and ctx.sees_coasters
+
+    def still(move: tuple[float, float]) -> tuple[str, ...]:
+        after = ctx.failing(ctx.measure(*move))
+        return tuple(f for f in after if f != "coaster") if carried else after
+
+    relaxed = _relax(ctx)
+    candidates = [(0.0, 0.0), relaxed]  # staying put wins over a move that fixes no more
+    if [f for f in still(relaxed) if f != "coaster"]:
+        candidates += [spot] if (spot := _search(ctx)) is not None else []
+    onto: tuple[float, float] | None = None
     if "coaster" in failing and ctx.coasters:
         target = min(ctx.coasters, key=lambda c: math.dist(m.point, centre(c)))
-        cx, cy = centre(target)
-        candidates.append((cx - m.point[0], cy - m.point[1]))
-
-    def quality(move: tuple[float, float]) -> tuple[int, float]:
-        still = ctx.failing(ctx.measure(*move))
-        return (len(still), math.hypot(*move))
-
-    dx, dy = min(candidates, key=quality)
-    after = ctx.failing(ctx.measure(dx, dy))
+        onto = (centre(target)[0] - m.point[0], centre(target)[1] - m.point[1])
+        candidates.append(onto)
+    dx, dy = min(candidates, key=lambda move: (len(still(move)), math.hypot(*move)))
+    after = still((dx, dy))
     fixed = [f for f in failing if f not in after]
     if ctx.scale is not None:
         dx_out, dy_out, unit = dx / ctx.scale.px_per_cm, dy / ctx.scale.px_per_cm, "cm"
     else:
         dx_out, dy_out, unit = dx, dy, "px"
-    text = _sentence(dx_out, dy_out, fixed, m.hazard_name, unit)
-    if after:
-        text += f" No single move also fixes: {', '.join(after)}."
-    return Move(round(dx_out, 2), round(dy_out, 2), tuple(c for c in ALL if c not in after), text)
+    direction = _direction(dx_out, dy_out, unit)
+    sentences = []
+    if direction and fixed:
+        purposes = _purposes(ctx, m, fixed, (dx, dy) == onto and "coaster" in fixed, unit)
+        what = "it and its coaster" if carried and m.coaster_box is not None else "it"
+        sentences.append(f"Move {what} {direction} {_listed(purposes)}.")
+    else:
+        dx_out = dy_out = 0.0  # a move that fixes nothing is no advice
+    sentences += _still(ctx, m, after, bool(sentences))
+    return Move(
+        round(dx_out, 2),
+        round(dy_out, 2),
+        tuple(c for c in ALL if c not in after),
+        " ".join(sentences),
+    )

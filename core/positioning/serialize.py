@@ -40,4 +40,6 @@ def facts_from_dict(data: dict[str, Any]) -> SceneFacts:
         unmatched_coasters=data["unmatched_coasters"],
         hazards=data["hazards"],
         confidences=tuple(data["confidences"]),
+        unseen=tuple(data.get("unseen", ())),
+        ignored_coasters=data.get("ignored_coasters", 0),
     )

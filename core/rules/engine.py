@@ -4,7 +4,8 @@ Conditions use three-valued logic: a fact that cannot be known (no placement zon
 handle direction reported) makes a condition unknown instead of false, and a rule whose subjects are
 all unknown is reported as not applicable (`passed is None`) rather than failed. A missing distance
 means "nothing of that kind in the picture": far away, so "at least ... from" holds and "within"
-does not.
+does not — unless the model cannot see that kind of thing at all (`SceneFacts.unseen`): a fact
+about a role the model has no class for is unknown, and the message says which role.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ _OPS: dict[str, Callable[[object, object], bool]] = {
 }
 _TO_CM = {"cm": 1.0, "mm": 0.1, "in": 2.54}
 _DISTANCES = {"edge_distance", "hazard_distance", "mug_clearance"}
+# The role (core.models.class_map.ROLES) a fact needs the model to see.
+_NEEDS_ROLE = {
+    "on_coaster": "coaster",
+    "unmatched_coasters": "coaster",
+    "edge_distance": "table",
+    "hazard_distance": "hazard",
+    "mugs_per_table": "table",
+    "min_mugs_per_table": "table",
+}
 _LABELS = {
     "on_coaster": "on a coaster",
     "edge_distance": "distance to the table edge",
@@ -94,8 +104,16 @@ def _scene_accessor(leaf: Leaf) -> Callable[[SceneFacts], Value]:
         case "mug_count":
             return lambda s: float(s.mug_count)
         case "unmatched_coasters":
-            return lambda s: float(s.unmatched_coasters)
+            return lambda s: None if s.unmatched_coasters is None else float(s.unmatched_coasters)
     raise RuleSpecError(f"unknown scene fact {leaf.fact!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Picture:
+    """What every condition on one picture shares: its scale and the roles its model cannot see."""
+
+    px_per_cm: float | None
+    unseen: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +122,10 @@ class _CompiledLeaf:
     get: Callable[[Subject], Value]
     threshold: Value  # in cm for distances (px thresholds are converted per picture)
 
-    def test(self, subject: Subject, px_per_cm: float | None) -> tuple[bool | None, Value]:
+    def test(self, subject: Subject, picture: _Picture) -> tuple[bool | None, Value]:
+        if _NEEDS_ROLE.get(self.leaf.fact) in picture.unseen:
+            return None, None
+        px_per_cm = picture.px_per_cm
         value = self.get(subject)
         threshold = self.threshold
         if self.leaf.unit == "px":
@@ -144,7 +165,7 @@ def _compile_leaf(leaf: Leaf, scope: str) -> _CompiledLeaf:
     return _CompiledLeaf(leaf, get, threshold)  # type: ignore[arg-type]
 
 
-Predicate = Callable[[Subject, float | None, list[tuple[_CompiledLeaf, Value]]], bool | None]
+Predicate = Callable[[Subject, _Picture, list[tuple[_CompiledLeaf, Value]]], bool | None]
 
 
 def _compile_group(group: Group, scope: str, leaves: list[_CompiledLeaf]) -> Predicate:
@@ -154,8 +175,8 @@ def _compile_group(group: Group, scope: str, leaves: list[_CompiledLeaf]) -> Pre
             compiled = _compile_leaf(condition, scope)
             leaves.append(compiled)
 
-            def test(subject, scale, seen, compiled=compiled):
-                result, value = compiled.test(subject, scale)
+            def test(subject, picture, seen, compiled=compiled):
+                result, value = compiled.test(subject, picture)
                 seen.append((compiled, value))
                 return result
 
@@ -164,10 +185,10 @@ def _compile_group(group: Group, scope: str, leaves: list[_CompiledLeaf]) -> Pre
             parts.append(_compile_group(condition, scope, leaves))
     combine_all = group.logic == "all"
 
-    def evaluate(subject: Subject, scale: float | None, seen: list) -> bool | None:
+    def evaluate(subject: Subject, picture: _Picture, seen: list) -> bool | None:
         unknown = False
         for part in parts:
-            result = part(subject, scale, seen)
+            result = part(subject, picture, seen)
             if result is None:
                 unknown = True
             elif result is not combine_all:  # False in an "all", True in an "any" decides
@@ -197,7 +218,7 @@ class CompiledRule:
         return facts.confidences
 
     def evaluate(self, facts: SceneFacts) -> Verdict:
-        scale = facts.scale.px_per_cm if facts.scale else None
+        picture = _Picture(facts.scale.px_per_cm if facts.scale else None, facts.unseen)
         subjects = self._subjects(facts)
         flag = self.spec.mode == "flag_when"
         hits: list[int] = []
@@ -206,7 +227,7 @@ class CompiledRule:
         closest: Value = None
         for index, subject in enumerate(subjects):
             seen: list[tuple[_CompiledLeaf, Value]] = []
-            result = self._predicate(subject, scale, seen)
+            result = self._predicate(subject, picture, seen)
             value = next((v for leaf, v in seen if v is not None), None)
             if result is None:
                 continue
@@ -231,7 +252,7 @@ class CompiledRule:
             unit=first.leaf.unit if first else None,
             subjects=tuple(hits),
             actions=self._actions if hits else (),
-            message=self._message(passed, hits, len(subjects), evidence, first),
+            message=self._message(passed, hits, len(subjects), evidence, first, facts.unseen),
         )
 
     def _message(
@@ -241,9 +262,14 @@ class CompiledRule:
         total: int,
         evidence: Value,
         first: _CompiledLeaf | None,
+        unseen: tuple[str, ...],
     ) -> str:
         noun = {"mug": "mug", "scene": "picture", "detection": "detection"}[self.spec.scope]
         if passed is None:
+            blind = sorted({_NEEDS_ROLE.get(c.leaf.fact) for c in self._leaves} & set(unseen))
+            if blind:
+                roles = " or ".join(f"{role}s" for role in blind)
+                return f"{self.spec.name}: not applicable (the model cannot see {roles})"
             return f"{self.spec.name}: not applicable to this picture (a needed fact is unknown)"
         if total == 0:
             return f"{self.spec.name}: no {noun}s to check"

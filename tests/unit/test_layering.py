@@ -16,7 +16,9 @@ ALLOWED: dict[str, set[str]] = {
     "streams": {"schemas", "core", "infra"},
     "agents": {"schemas", "core", "infra", "streams"},
     "api": {"schemas", "core", "infra"},
-    "control": {"schemas", "core", "infra", "streams", "agents", "api"},
+    # The SDK: it talks to the API over HTTP only, so it can be used (and shipped) on its own.
+    "mugpos": {"schemas"},
+    "control": {"schemas", "core", "infra", "streams", "agents", "api", "mugpos"},
 }
 # core stays pure: no transport, database or web client.
 CORE_FORBIDDEN = {

@@ -98,6 +98,26 @@ def test_scene_counts_and_unmatched_coasters() -> None:
     assert "coaster" in off.recommendation.satisfies  # it points at the free coaster
 
 
+@pytest.mark.parametrize(
+    ("coaster_cm", "kept"),
+    [
+        (8.5, False),  # the mug's own box again: the detector seeing the mug twice
+        (8.7, False),  # 2.4 % wider, IoU 0.95: still the mug
+        (8.9, True),  # 4.7 % wider: a coaster showing just around the mug
+        (10.0, True),  # the usual coaster under a mug
+    ],
+)
+def test_a_coaster_box_that_coincides_with_the_mug_is_not_a_coaster(
+    coaster_cm: float, kept: bool
+) -> None:
+    facts = analyze([TABLE, mug(100, 75), coaster(100, 75, coaster_cm)], IMAGE, CALIBRATED)
+    assert (facts.coasters, facts.ignored_coasters) == ((1, 0) if kept else (0, 1))
+    assert facts.mugs[0].on_coaster is kept
+    # the same box beside the mug is a coaster whatever its size
+    beside = analyze([TABLE, mug(100, 75), coaster(130, 75, coaster_cm)], IMAGE, CALIBRATED)
+    assert (beside.coasters, beside.ignored_coasters) == (1, 0)
+
+
 def test_overlapping_mugs_fail_clearance() -> None:
     facts = analyze([TABLE, mug(80, 80), mug(86, 80)], IMAGE, CALIBRATED)
     assert all("clearance" in m.failing for m in facts.mugs)
@@ -250,5 +270,9 @@ def test_recommendation_satisfies_what_it_claims(centre, laptop_x, laptop_y) -> 
         assert facts.failing == ()
         return
     moved_mug = mug(centre[0] + move.dx_cm, centre[1] + move.dy_cm)
-    after = analyze([TABLE, moved_mug, laptop, coaster(30, 120)], IMAGE, CALIBRATED).mugs[0]
+    # a mug on the coaster is moved together with it
+    moved_coaster = (
+        coaster(30 + move.dx_cm, 120 + move.dy_cm) if facts.on_coaster else coaster(30, 120)
+    )
+    after = analyze([TABLE, moved_mug, laptop, moved_coaster], IMAGE, CALIBRATED).mugs[0]
     assert not set(after.failing) & set(move.satisfies)

@@ -225,6 +225,42 @@ def test_every_family_evaluates_on_hand_built_facts() -> None:
     assert (alert.rule_id, alert.version) == ("r1", 3)
 
 
+def test_rules_about_what_the_model_cannot_see_are_not_applicable_never_failed() -> None:
+    """A COCO model has no coaster class: off-coaster is unknown, not a failure (and the score
+    does not lose the coaster term); a model without hazards cannot vouch for hazard distances."""
+    scene = [d for d in SCENE if d.role != "coaster"]  # what such a model reports
+    blind = analyze(scene, IMAGE, CALIBRATED, unseen=frozenset({"coaster"}))
+    sighted = analyze(scene, IMAGE, CALIBRATED)
+    assert [m.on_coaster for m in blind.mugs] == [None, None]
+    assert [m.on_coaster for m in sighted.mugs] == [False, False]
+    assert all("coaster" not in m.failing for m in blind.mugs)
+    assert blind.mugs[1].score == sighted.mugs[1].score + 25
+    assert blind.unmatched_coasters is None
+    empty_coasters = RuleSpec.model_validate(
+        {
+            "name": "no empty coasters",
+            "type": "requirement",
+            "scope": "scene",
+            "mode": "must_hold",
+            "conditions": {"conditions": [{"fact": "unmatched_coasters", "op": "==", "value": 0}]},
+        }
+    )
+    for spec in (parse_rule("Every mug must be on a coaster."), empty_coasters):
+        verdict = compile_rule(spec, "c").evaluate(blind)
+        assert verdict.passed is None, spec.name
+        assert "the model cannot see coasters" in verdict.message
+    either = compile_rule(
+        parse_rule("If a mug is off its coaster and within 3 cm of the edge, alert."), "e"
+    ).evaluate(blind)
+    assert (either.passed, either.actions) == (True, ())  # mug 0: unknown, no alert on a guess
+    edge = compile_rule(parse_rule("Mugs must be at least 5 cm from the table edge."), "t")
+    assert edge.evaluate(blind).passed is False  # what the model does see still fails
+    no_hazards = analyze(SCENE, IMAGE, CALIBRATED, unseen=frozenset({"hazard"}))
+    laptop = compile_rule(parse_rule("No mug within 10 cm of a laptop."), "h").evaluate(no_hazards)
+    assert laptop.passed is None
+    assert "cannot see hazards" in laptop.message
+
+
 def test_units_convert() -> None:
     assert evaluate("Mugs must be at least 20 mm from the edge.").subjects == (0,)
     assert evaluate("Mugs must be at least 1 in from the edge.").subjects == (0,)

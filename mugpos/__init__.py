@@ -1,0 +1,1 @@
+"""The mugpos Python SDK: `from mugpos.client import Client` (see mugpos.client)."""
