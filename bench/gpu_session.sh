@@ -2,7 +2,8 @@
 # One lent-GPU session, prepared to run unattended in a single call on the device machine:
 #   1. the inference check (bench/gpu_check.py: fp32/fp16 throughput, memory, box agreement);
 #   2. a 640 px detector fine-tuned on the GPU from the shipped 320 px one, within a time budget;
-#   3. positioning accuracy (bench/positioning_accuracy.py) of the new and the shipped detector.
+#   3. positioning accuracy (bench/positioning_accuracy.py) of the new and the shipped detector,
+#      on the training renderer's look and on the hold-out look (core/synth/holdout_style.py).
 # Everything it prints and makes lands in $OUT (8 files at most come back from the machine).
 #
 #   bash bench/gpu_session.sh                                   # on the GPU machine
@@ -82,7 +83,10 @@ if results.is_file():
 print(f"trained {manifest.ref} in {time.perf_counter() - started:.0f} s: {manifest.metrics}")
 PY
 
-for model in "$OUT/model" assets/models/mugdet-synth/1.0.0; do
-  timeout 120 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \
-    --scenes "$ACCURACY_SCENES" 2>&1 | tee -a "$OUT/positioning.log" || echo "accuracy of $model failed"
+for model in "$OUT/model" assets/models/mugdet-synth/1.1.0; do
+  for style in generator holdout; do  # the hold-out look is never trained on
+    timeout 120 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \
+      --scenes "$ACCURACY_SCENES" --style "$style" 2>&1 | tee -a "$OUT/positioning.log" \
+      || echo "accuracy of $model ($style) failed"
+  done
 done

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.positioning.facts import SceneFacts
-from core.positioning.geometry import Box, centre
+from core.positioning.geometry import Box, centre, iou
 
 EDGE_RANGE_CM = 30.0  # edge errors count for mugs this close to an edge: where rules look
 MATCH_PX = 10.0  # a found mug further than this from a true one (centre to centre) is not it
@@ -53,3 +53,42 @@ class AccuracyTally:
     @property
     def coaster_accuracy(self) -> float:
         return self.coaster_right / self.compared if self.compared else math.nan
+
+
+@dataclass
+class DetectionTally:
+    """Per-class detection counts against drawn labels: a detection matches an unmatched label of
+    its role at IoU >= 0.5 (greedy, most confident first), as mAP50 counts a hit."""
+
+    found: dict[str, int] = field(default_factory=dict)  # true positives per role
+    labelled: dict[str, int] = field(default_factory=dict)
+    reported: dict[str, int] = field(default_factory=dict)
+
+    def add(
+        self, detections: Sequence[tuple[str, float, Box]], labels: Sequence[tuple[str, Box]]
+    ) -> None:
+        """`detections`: (role, confidence, box); `labels`: (role, box)."""
+        taken: set[int] = set()
+        for role, _, box in sorted(detections, key=lambda d: -d[1]):
+            self.reported[role] = self.reported.get(role, 0) + 1
+            best = max(
+                (
+                    (iou(box, lbox), j)
+                    for j, (lrole, lbox) in enumerate(labels)
+                    if lrole == role and j not in taken
+                ),
+                default=(0.0, -1),
+            )
+            if best[0] >= 0.5:
+                taken.add(best[1])
+                self.found[role] = self.found.get(role, 0) + 1
+        for role, _ in labels:
+            self.labelled[role] = self.labelled.get(role, 0) + 1
+
+    def recall(self, role: str) -> float:
+        total = self.labelled.get(role, 0)
+        return self.found.get(role, 0) / total if total else math.nan
+
+    def precision(self, role: str) -> float:
+        total = self.reported.get(role, 0)
+        return self.found.get(role, 0) / total if total else math.nan

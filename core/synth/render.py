@@ -10,65 +10,14 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.synth.scene import CLASSES, HANDLE_DIRECTIONS, Circle, Rect, Scene
+from core.synth.camera import Label, scene_labels, tilt, warp
+from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene
 
 _SS = 2  # supersampling factor
-
-
-@dataclass(frozen=True, slots=True)
-class Label:
-    """One object as a box in output pixels (xyxy) with its class."""
-
-    class_name: str
-    box: tuple[float, float, float, float]
-
-    def yolo(self, size: int) -> str:
-        x0, y0, x1, y1 = self.box
-        cx, cy, w, h = (
-            (x0 + x1) / 2 / size,
-            (y0 + y1) / 2 / size,
-            (x1 - x0) / size,
-            (y1 - y0) / size,
-        )
-        return f"{CLASSES.index(self.class_name)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
-
-
-def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """3x3 matrix mapping the four `src` points onto the four `dst` points."""
-    rows = []
-    for (x, y), (u, v) in zip(src, dst, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
-    _, _, vt = np.linalg.svd(np.asarray(rows, dtype=np.float64))
-    matrix = vt[-1].reshape(3, 3)
-    return matrix / matrix[2, 2]
-
-
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    homogeneous = np.c_[points, np.ones(len(points))] @ matrix.T
-    return homogeneous[:, :2] / homogeneous[:, 2:3]
-
-
-def _circle_points(circle: Circle, scale: float) -> np.ndarray:
-    angles = np.linspace(0, 2 * math.pi, 48, endpoint=False)
-    return (
-        np.c_[
-            circle.cx + circle.radius * np.cos(angles), circle.cy + circle.radius * np.sin(angles)
-        ]
-        * scale
-    )
-
-
-def _rect_points(rect: Rect, scale: float) -> np.ndarray:
-    return (
-        np.array([[rect.x0, rect.y0], [rect.x1, rect.y0], [rect.x1, rect.y1], [rect.x0, rect.y1]])
-        * scale
-    )
 
 
 def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
@@ -218,44 +167,9 @@ def render_scene(
         image = image.filter(ImageFilter.GaussianBlur(blur))
 
     # A slight perspective tilt; labels go through the same mapping as the pixels.
-    corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64)
-    jitter = perspective * size
-    moved = corners + np.array(
-        [[rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter)] for _ in range(4)]
-    )
-    forward = _homography(corners, moved)
-    backward = np.linalg.inv(forward)
-    image = image.transform(
-        (size, size),
-        Image.Transform.PERSPECTIVE,
-        tuple((backward / backward[2, 2]).flatten()[:8]),
-        resample=Image.Resampling.BILINEAR,
-        fillcolor=_contrasting_floor(scene),
-    )
-
-    def label(name: str, points: np.ndarray) -> Label | None:
-        mapped = _apply(forward, points)
-        x0, y0 = np.clip(mapped.min(axis=0), 0, size)
-        x1, y1 = np.clip(mapped.max(axis=0), 0, size)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return None
-        return Label(name, (float(x0), float(y0), float(x1), float(y1)))
-
-    scale = scene.px_per_cm
-    candidates = [label("table", _rect_points(scene.table, scale))]
-    candidates += [label("mug", _circle_points(m.body, scale)) for m in scene.mugs]
-    candidates += [
-        label(
-            "coaster",
-            _circle_points(c.shape, scale)
-            if not c.square
-            else _rect_points(c.shape.bounds(), scale),
-        )
-        for c in scene.coasters
-    ]
-    if scene.device is not None:
-        candidates.append(label(scene.device.kind, _rect_points(scene.device.rect, scale)))
-    return image, [c for c in candidates if c is not None]
+    forward = tilt(size, perspective, rng)
+    image = warp(image, forward, Image.Resampling.BILINEAR, _contrasting_floor(scene))
+    return image, scene_labels(scene, forward, size)
 
 
 def scene_jpegs(first_seed: int, count: int, size: int, quality: int = 90) -> list[bytes]:
