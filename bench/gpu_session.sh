@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One lent-GPU session, prepared to run unattended in a single call on the device machine:
 #   1. the inference check (bench/gpu_check.py: fp32/fp16 throughput, memory, box agreement);
-#   2. a 640 px detector fine-tuned on the GPU from the shipped 320 px one, within a time budget;
+#   2. the next 640 px detector (1.2.0), fine-tuned on the GPU from the shipped 1.1.0 on scenes
+#      with more looks per class (--varied, core/synth/variety.py), within a time budget;
 #   3. positioning accuracy (bench/positioning_accuracy.py) of the new and the shipped detector,
 #      on the training renderer's look and on the hold-out look (core/synth/holdout_style.py).
 # Everything it prints and makes lands in $OUT (8 files at most come back from the machine).
@@ -60,7 +61,7 @@ from core.models.training import Hardware, TrainRecipe, train
 
 env = os.environ
 started = time.perf_counter()
-shipped = Path("assets/models/mugdet-synth/1.0.0/model.pt").resolve()
+shipped = Path("assets/models/mugdet-synth/1.1.0/model.pt").resolve()
 recipe = TrainRecipe(
     epochs=300,  # an upper bound: the time budget decides
     imgsz=640,
@@ -69,8 +70,9 @@ recipe = TrainRecipe(
     val_scenes=int(env["VAL"]),
     holdout_scenes=int(env["HOLDOUT"]),
     batch=int(env["BATCH"]),
-    version="1.1.0",
+    version="1.2.0",
     init_weights=str(shipped),
+    varied=True,
     time_hours=float(env["TRAIN_SECONDS"]) / 3600,
 )
 work = Path("/tmp/mugpos-train")

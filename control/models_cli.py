@@ -22,6 +22,9 @@ def synth(
     count: Annotated[int, typer.Option(min=1)] = 100,
     size: Annotated[int, typer.Option(min=64, help="Square image size in pixels.")] = 640,
     seed: Annotated[int, typer.Option()] = 0,
+    varied: Annotated[
+        bool, typer.Option(help="More looks per class, as `train --varied`.")
+    ] = False,
 ) -> None:
     """Generate top-down table scenes with YOLO labels and ground truth in centimetres."""
     from core.synth.dataset import write_dataset
@@ -29,7 +32,12 @@ def synth(
     with Progress(console=console) as progress:
         task = progress.add_task("scenes", total=count)
         data = write_dataset(
-            out, count, size, seed, progress=lambda done: progress.update(task, completed=done)
+            out,
+            count,
+            size,
+            seed,
+            progress=lambda done: progress.update(task, completed=done),
+            varied=varied,
         )
     console.print(f"{count} scenes in {out} (YOLO dataset file {data})")
 
@@ -54,6 +62,13 @@ def train(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Data-loading processes.")] = 2,
+    varied: Annotated[
+        bool,
+        typer.Option(
+            help="More looks per class (surfaces, coaster materials, drinks, saucers, "
+            "look-alikes, colour casts, JPEG)."
+        ),
+    ] = False,
 ) -> None:
     """Train YOLOv8n on generated scenes, offline; writes weights and a manifest."""
     from core.models.training import Hardware, TrainRecipe
@@ -77,6 +92,7 @@ def train(
         version=version,
         init_weights=str(init) if init else None,
         time_hours=minutes / 60 if minutes else None,
+        varied=varied,
     )
     target = out or Path("assets/models") / recipe.name / version
     work = workdir or Path(tempfile.mkdtemp(prefix="mugpos-train-"))

@@ -30,6 +30,7 @@ class TrainRecipe:
     init_weights: str | None = None  # continue from these weights instead of random init
     warmup_epochs: float = 3.0  # ultralytics' default
     time_hours: float | None = None  # a wall-clock budget: ultralytics fits the epochs into it
+    varied: bool = False  # more looks per class (core.synth.variety) in every generated set
 
 
 def _init_provenance(weights: Path) -> dict[str, object]:
@@ -123,6 +124,7 @@ def generate_holdout(
         recipe.imgsz,
         recipe.seed + HOLDOUT_SEED_OFFSET,
         workers=workers,
+        varied=recipe.varied,
     )
     return holdout / "data.yaml"
 
@@ -142,12 +144,13 @@ def train(
     # weights path it cannot find as an asset name to download.
     work, out_dir = work.resolve(), out_dir.resolve()
     log(f"generating {recipe.train_scenes} training and {recipe.val_scenes} validation scenes")
-    write_dataset(
-        work / "train", recipe.train_scenes, recipe.imgsz, recipe.seed, workers=hardware.workers
-    )
-    write_dataset(
-        work / "val", recipe.val_scenes, recipe.imgsz, recipe.seed + 1, workers=hardware.workers
-    )
+    for part, count, seed in (
+        ("train", recipe.train_scenes, recipe.seed),
+        ("val", recipe.val_scenes, recipe.seed + 1),
+    ):
+        write_dataset(
+            work / part, count, recipe.imgsz, seed, workers=hardware.workers, varied=recipe.varied
+        )
     data = write_data_yaml(work, work / "train" / "images", work / "val" / "images")
 
     start = recipe.init_weights or "yolov8n.yaml"

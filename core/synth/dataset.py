@@ -21,10 +21,10 @@ def scene_seed(base_seed: int, index: int) -> int:
     return base_seed * 1_000_003 + index
 
 
-def write_scene(out_dir: Path, size: int, seed: int, index: int) -> None:
+def write_scene(out_dir: Path, size: int, seed: int, varied: bool, index: int) -> None:
     """Render the index-th scene of a dataset and write its image, labels and ground truth."""
     scene = sample_scene(scene_seed(seed, index), size)
-    image, labels = render_scene(scene, size)
+    image, labels = render_scene(scene, size, varied=varied)
     stem = f"scene_{seed}_{index:05d}"
     image.save(out_dir / "images" / f"{stem}.png", compress_level=PNG_COMPRESS_LEVEL)
     (out_dir / "labels" / f"{stem}.txt").write_text(
@@ -47,14 +47,16 @@ def write_dataset(
     seed: int,
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
+    varied: bool = False,
 ) -> Path:
     """Generate `count` scenes under out_dir/{images,labels,truth}; returns a YOLO data.yaml.
+    `varied`: with core.synth.variety's looks.
 
     Every scene depends only on (seed, index), so `workers` processes give the same files as one.
     """
     for sub in ("images", "labels", "truth"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    write = partial(write_scene, out_dir, size, seed)
+    write = partial(write_scene, out_dir, size, seed, varied)
     if workers <= 1:
         done = map(write, range(count))
     else:

@@ -14,6 +14,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from core.synth import variety
 from core.synth.camera import Label, scene_labels, tilt, warp
 from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene
 
@@ -32,11 +33,14 @@ def _contrasting_floor(scene: Scene) -> tuple[int, int, int]:
 
 
 def render_scene(
-    scene: Scene, size: int, perspective: float = 0.015
+    scene: Scene, size: int, perspective: float = 0.015, *, varied: bool = False
 ) -> tuple[Image.Image, list[Label]]:
     """The scene as an RGB image and its labels; `perspective` is the largest corner shift as a
-    share of the image size (0 = a camera exactly overhead)."""
+    share of the image size (0 = a camera exactly overhead). `varied` adds the looks of
+    core.synth.variety, from a random stream of their own: without it a seed draws exactly the
+    picture the shipped detectors were trained on."""
     rng = random.Random(scene.seed * 7919 + size)
+    vary = random.Random(scene.seed * 6151 + size + 1) if varied else None
     k = scene.px_per_cm * _SS  # cm -> supersampled px
     canvas = Image.new("RGB", (size * _SS, size * _SS), _contrasting_floor(scene))
     draw = ImageDraw.Draw(canvas)
@@ -62,6 +66,8 @@ def render_scene(
             draw.line([(at * k, inset.y0 * k), (at * k, inset.y1 * k)], fill=tone, width=int(width))
         else:
             draw.line([(inset.x0 * k, at * k), (inset.x1 * k, at * k)], fill=tone, width=int(width))
+    if vary is not None:
+        variety.table_surface(draw, inset, scene.table_colour, k, vary)
     draw.rectangle(
         box(Rect(-50, -50, table.x0, scene.view.y1 + 50)), fill=_contrasting_floor(scene)
     )
@@ -82,6 +88,12 @@ def render_scene(
                     fill=_shade(item.colour, 0.75),
                     width=_SS,
                 )
+
+    if vary is not None:  # round things that are not coasters, none of them labelled
+        variety.look_alikes(draw, scene, k, vary)
+        for mug in scene.mugs:
+            if mug.coaster is None and vary.random() < 0.3:
+                variety.saucer(draw, mug, k, vary)
 
     if scene.device is not None:
         rect = scene.device.rect
@@ -125,6 +137,10 @@ def render_scene(
             draw.ellipse(
                 disc(shape), fill=coaster.colour, outline=_shade(coaster.colour, 0.6), width=_SS * 2
             )
+        if vary is not None:
+            variety.coaster_material(
+                draw, shape.cx, shape.cy, shape.radius, coaster.colour, k, vary
+            )
 
     # Soft shadows under the mugs, then the mugs: handle ring, body, rim and contents.
     shadow = Image.new("L", canvas.size, 0)
@@ -137,7 +153,8 @@ def render_scene(
             mug.body.diameter,
         )
         shadow_draw.ellipse(disc(offset, 0.3), fill=rng.randint(70, 130))
-    shadow = shadow.filter(ImageFilter.GaussianBlur(1.2 * k))
+    softness = 1.2 if vary is None else vary.uniform(0.2, 1.6)  # varied: hard to soft light
+    shadow = shadow.filter(ImageFilter.GaussianBlur(softness * k))
     canvas = Image.composite(Image.new("RGB", canvas.size, (0, 0, 0)), canvas, shadow)
     draw = ImageDraw.Draw(canvas)
     for mug in scene.mugs:
@@ -151,6 +168,8 @@ def render_scene(
         draw.ellipse(disc(body, -0.5), fill=mug.colour)
         contents = rng.choice([(60, 35, 20), (110, 70, 40), _shade(mug.colour, 0.6)])
         draw.ellipse(disc(body, -1.0), fill=contents)
+        if vary is not None:
+            variety.mug_details(draw, mug, k, vary)
 
     image = canvas.resize((size, size), Image.Resampling.LANCZOS)
 
@@ -169,6 +188,8 @@ def render_scene(
     # A slight perspective tilt; labels go through the same mapping as the pixels.
     forward = tilt(size, perspective, rng)
     image = warp(image, forward, Image.Resampling.BILINEAR, _contrasting_floor(scene))
+    if vary is not None:
+        image = variety.camera(image, vary)
     return image, scene_labels(scene, forward, size)
 
 

@@ -130,3 +130,16 @@ def test_training_never_renders_the_holdout_style() -> None:
             for alias in node.names
         }
         assert "core.synth.holdout_style" not in imported, module
+
+
+def test_varied_looks_change_pixels_not_labels(tmp_path: Path) -> None:
+    scene = sample_scene(5151, 320)
+    plain, labels = render_scene(scene, 320)
+    varied, varied_labels = render_scene(scene, 320, varied=True)
+    assert labels == varied_labels  # same objects, same boxes: only how they look changes
+    assert not np.array_equal(np.asarray(plain), np.asarray(varied))
+    again, _ = render_scene(scene, 320, varied=True)
+    assert np.array_equal(np.asarray(varied), np.asarray(again))
+    assert np.array_equal(np.asarray(plain), np.asarray(render_scene(scene, 320)[0]))
+    write_dataset(tmp_path, 2, 320, 3, varied=True)
+    assert len(list((tmp_path / "images").glob("*.png"))) == 2
