@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from rich.progress import Progress
@@ -166,7 +166,9 @@ def import_model(
 ) -> None:
     """Make a model version of your own YOLO weights: manifest (sha256, classes read from the
     weights, input size, class map), a smoke detection, and optionally the object store."""
-    if class_map not in ("auto", "coco", "mugpos", "builtin"):
+    from core.models.importer import Preset
+
+    if class_map not in get_args(Preset):
         console.print(f"[red]error:[/] unknown --class-map {class_map!r}", highlight=False)
         raise typer.Exit(2)
     settings = load_or_exit()
@@ -191,6 +193,7 @@ def _import(
     class_map: str,
     smoke: bool,
 ) -> None:
+    from core.models.class_map import ClassMap
     from core.models.importer import ImportRefused, import_weights, smoke_detect
 
     try:
@@ -205,14 +208,14 @@ def _import(
     except ImportRefused as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    roles = sorted(r for r, names in (manifest.class_map or {}).items() if names) or ["all"]
+    roles = ClassMap(manifest.class_map).roles_seen(manifest.classes)
     console.print(
         f"wrote {manifest.ref} to {directory}: {len(manifest.classes)} classes, input "
         f"{manifest.input_size} px, class map {manifest.recipe['class_map_preset']} "
         f"(roles: {', '.join(roles)})",
         highlight=False,
     )
-    if manifest.class_map is not None and "coaster" not in manifest.class_map:
+    if "coaster" not in roles:
         console.print("note: this model cannot see coasters; coaster rules will be not applicable")
     if smoke:
         report = smoke_detect(directory, manifest)

@@ -39,3 +39,9 @@ class ClassMap:
 
     def role(self, class_name: str) -> str:
         return self._role_of.get(class_name.lower(), OTHER)
+
+    def roles_seen(self, class_names: list[str]) -> tuple[str, ...]:
+        """The roles some of these classes map to, in ROLES order: what a model with these
+        classes can see (a role none maps to is unseen, not absent)."""
+        mapped = {self.role(name) for name in class_names}
+        return tuple(role for role in ROLES if role in mapped)

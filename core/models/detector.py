@@ -16,7 +16,7 @@ from torchvision.ops import batched_nms
 
 from core.imaging import ImageLimits, ImageRejected, decode_image
 from core.models.backends import Backend, TensorBackend
-from core.models.class_map import ROLES, ClassMap
+from core.models.class_map import ClassMap
 from core.models.device_prep import DevicePrep
 from core.models.letterbox import Letterbox, letterbox, to_batch
 from core.models.types import Detection
@@ -46,8 +46,7 @@ class Detector:
         self.class_map = class_map or ClassMap()
         self.config = config or DetectorConfig()
         self._roles = [self.class_map.role(name) for name in class_names]
-        # What positioning can know from this model: a role no class maps to is unseen, not absent.
-        self.roles = tuple(role for role in ROLES if role in self._roles)
+        self.roles = self.class_map.roles_seen(class_names)
         self.prep: DevicePrep | None = None  # set: input is prepared on the backend's device
         if on_device:
             if not isinstance(backend, TensorBackend):

@@ -84,8 +84,7 @@ def choose_class_map(classes: list[str], preset: Preset) -> tuple[str, dict[str,
         else:
             preset = "builtin"
     chosen = None if preset == "builtin" else PRESETS[preset]
-    roles = {ClassMap(chosen).role(name) for name in classes}
-    if "mug" not in roles:
+    if "mug" not in ClassMap(chosen).roles_seen(classes):
         raise ImportRefused(
             f"with the {preset!r} class map none of the model's classes is a mug "
             f"(classes: {', '.join(classes[:12])}{'…' if len(classes) > 12 else ''}); "

@@ -45,6 +45,7 @@ from core.positioning.geometry import (
     polygon_margin,
     radius,
     shift,
+    visible_sides,
 )
 from core.positioning.recommend import recommend
 
@@ -80,17 +81,8 @@ def edge_gap_px(
 ) -> float | None:
     """Clearance from a circle to the table's nearest *visible* edge (sides cut by the picture's
     border are not edges); negative when the circle overhangs. None if no side is visible."""
-    width, height = image
-    sides = []
-    if table[0] > border:
-        sides.append(point[0] - table[0])
-    if table[2] < width - border:
-        sides.append(table[2] - point[0])
-    if table[1] > border:
-        sides.append(point[1] - table[1])
-    if table[3] < height - border:
-        sides.append(table[3] - point[1])
-    return min(sides) - r if sides else None
+    sides = visible_sides(point, r, table, image, border)
+    return min(sides)[0] if sides else None
 
 
 def drop_mug_echoes(

@@ -60,6 +60,34 @@ def circle_box_gap(point: Point, r: float, box: Box) -> tuple[float, Point]:
     return -depth - r, direction
 
 
+# The way into a box from each of its sides, the sides named as the camera sees them.
+INWARD: dict[str, Point] = {
+    "left": (1.0, 0.0),
+    "right": (-1.0, 0.0),
+    "top": (0.0, 1.0),
+    "bottom": (0.0, -1.0),
+}
+
+
+def visible_sides(
+    point: Point, r: float, box: Box, image: tuple[int, int], border: float
+) -> list[tuple[float, str]]:
+    """(clearance from a circle inside `box` to a side, the side's name) for each side the
+    picture shows: a side within `border` of the image's edge is where the picture is cut, not
+    where the box ends. Negative clearance: the circle overhangs that side."""
+    width, height = image
+    sides = []
+    if box[0] > border:
+        sides.append((point[0] - box[0] - r, "left"))
+    if box[2] < width - border:
+        sides.append((box[2] - point[0] - r, "right"))
+    if box[1] > border:
+        sides.append((point[1] - box[1] - r, "top"))
+    if box[3] < height - border:
+        sides.append((box[3] - point[1] - r, "bottom"))
+    return sides
+
+
 def contains(box: Box, point: Point) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 

@@ -16,7 +16,15 @@ import math
 from typing import TYPE_CHECKING
 
 from core.positioning.facts import Move
-from core.positioning.geometry import centre, circle_box_gap, holder, polygon_margin, radius
+from core.positioning.geometry import (
+    INWARD,
+    centre,
+    circle_box_gap,
+    holder,
+    polygon_margin,
+    radius,
+    visible_sides,
+)
 
 if TYPE_CHECKING:
     from core.positioning.analysis import Measure, MugContext
@@ -26,21 +34,20 @@ _MARGIN_CM = 0.05  # aim just past each threshold, so rounding never leaves it f
 
 
 def _edge_push(ctx: MugContext, m: Measure, need: float) -> tuple[float, float]:
+    dx = dy = 0.0
+    for gap, side in _sides(ctx, m):
+        if gap < need:
+            ux, uy = INWARD[side]
+            dx, dy = dx + ux * (need - gap), dy + uy * (need - gap)
+    return dx, dy
+
+
+def _sides(ctx: MugContext, m: Measure) -> list[tuple[float, str]]:
+    """The visible sides of the table holding the mug (none without one), with clearances."""
     table = holder(m.point, ctx.tables)
     if table is None:
-        return 0.0, 0.0
-    width, height = ctx.image
-    border, r = ctx.config.image_border_px, radius(ctx.box)
-    dx = dy = 0.0
-    if table[0] > border and m.point[0] - table[0] - r < need:
-        dx += need - (m.point[0] - table[0] - r)
-    if table[2] < width - border and table[2] - m.point[0] - r < need:
-        dx -= need - (table[2] - m.point[0] - r)
-    if table[1] > border and m.point[1] - table[1] - r < need:
-        dy += need - (m.point[1] - table[1] - r)
-    if table[3] < height - border and table[3] - m.point[1] - r < need:
-        dy -= need - (table[3] - m.point[1] - r)
-    return dx, dy
+        return []
+    return visible_sides(m.point, radius(ctx.box), table, ctx.image, ctx.config.image_border_px)
 
 
 def _pushes(ctx: MugContext, m: Measure, failing: tuple[str, ...]) -> tuple[float, float]:
@@ -125,23 +132,8 @@ def _amount(value: float, unit: str, *, up: bool = False) -> str:
 
 
 def _nearest_edge(ctx: MugContext, m: Measure) -> tuple[float, str] | None:
-    """(clearance in px, side) of the nearest visible edge of the table holding the mug; sides
-    are named as the camera sees them."""
-    table = holder(m.point, ctx.tables)
-    if table is None:
-        return None
-    width, height = ctx.image
-    border, r = ctx.config.image_border_px, radius(ctx.box)
-    sides = []
-    if table[0] > border:
-        sides.append((m.point[0] - table[0] - r, "left"))
-    if table[2] < width - border:
-        sides.append((table[2] - m.point[0] - r, "right"))
-    if table[1] > border:
-        sides.append((m.point[1] - table[1] - r, "top"))
-    if table[3] < height - border:
-        sides.append((table[3] - m.point[1] - r, "bottom"))
-    return min(sides) if sides else None
+    """(clearance in px, side) of the nearest visible edge of the table holding the mug."""
+    return min(_sides(ctx, m), default=None)
 
 
 def _gap(ctx: MugContext, px: float | None, unit: str) -> str:

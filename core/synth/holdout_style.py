@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.synth.camera import Label, scene_labels, tilt, warp
-from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene
+from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene, shade
 
 _OVERSAMPLE = 3
 _TABLE_KINDS = ("laminate", "glass", "stone", "cloth")
@@ -33,10 +33,6 @@ _LIQUIDS = ((72, 44, 28), (150, 100, 60), (232, 226, 210), (186, 214, 226), None
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> tuple[int, int, int]:
     return tuple(int(a[i] + (b[i] - a[i]) * t) for i in range(3))  # type: ignore[return-value]
-
-
-def _scaled(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return tuple(max(0, min(255, int(c * factor))) for c in colour)  # type: ignore[return-value]
 
 
 class _Painter:
@@ -60,13 +56,13 @@ class _Painter:
             x = self.rng.uniform(area.x0, area.x1)
             y = self.rng.uniform(area.y0, area.y1)
             s = self.rng.uniform(0.3, 1.0) * size_cm
-            self.draw.ellipse(self.disc(x, y, s), fill=_scaled(colour, self.rng.uniform(0.6, 1.3)))
+            self.draw.ellipse(self.disc(x, y, s), fill=shade(colour, self.rng.uniform(0.6, 1.3)))
 
 
 def _floor(p: _Painter, scene: Scene) -> None:
     tile = p.rng.uniform(15, 40)
     a = (p.rng.randint(150, 230),) * 3
-    b = _scaled(a, p.rng.uniform(0.8, 0.95))
+    b = shade(a, p.rng.uniform(0.8, 0.95))
     view = scene.view
     y = view.y0 - tile
     row = 0
@@ -93,7 +89,7 @@ def _table(p: _Painter, scene: Scene) -> None:
         "cloth": (rng.randint(120, 220), rng.randint(40, 120), rng.randint(40, 120)),
     }[kind]
     # A lip of another tone all round: what makes a table's edge an edge from above.
-    p.draw.rectangle(p.rect(table), fill=_scaled(base, rng.choice((0.55, 1.25))))
+    p.draw.rectangle(p.rect(table), fill=shade(base, rng.choice((0.55, 1.25))))
     top = Rect(table.x0 + 1.0, table.y0 + 1.0, table.x1 - 1.0, table.y1 - 1.0)
     p.draw.rectangle(p.rect(top), fill=base)
     if kind == "glass":
@@ -151,12 +147,12 @@ def _look_alikes(p: _Painter, scene: Scene) -> None:
         taken.append((x, y, radius))
         white = (rng.randint(225, 250),) * 3
         if kind in ("plate", "saucer"):
-            p.draw.ellipse(p.disc(x, y, radius), fill=white, outline=_scaled(white, 0.8), width=3)
-            p.draw.ellipse(p.disc(x, y, radius * 0.62), outline=_scaled(white, 0.85), width=4)
+            p.draw.ellipse(p.disc(x, y, radius), fill=white, outline=shade(white, 0.8), width=3)
+            p.draw.ellipse(p.disc(x, y, radius * 0.62), outline=shade(white, 0.85), width=4)
         elif kind == "bowl":
             colour = (rng.randint(60, 220), rng.randint(60, 220), rng.randint(60, 220))
             p.draw.ellipse(p.disc(x, y, radius), fill=colour)
-            p.draw.ellipse(p.disc(x, y, radius * 0.85), fill=_scaled(colour, 0.7))
+            p.draw.ellipse(p.disc(x, y, radius * 0.85), fill=shade(colour, 0.7))
         elif kind == "lid":
             p.draw.ellipse(p.disc(x, y, radius), fill=(30, 30, 30), outline=(90, 90, 90), width=3)
         elif kind == "stain":  # the ring a wet mug leaves
@@ -184,7 +180,7 @@ def _device(p: _Painter, scene: Scene) -> None:
             screen = Rect(r.x0 + 1.0, r.y0 + 1.0, r.x0 + r.width * 0.48, r.y1 - 1.0)
             keys = Rect(screen.x1 + 1.5, r.y0 + 2.0, r.x1 - 4.0, r.y1 - 2.0)
         p.draw.rectangle(p.rect(screen), fill=(rng.randint(5, 30), rng.randint(5, 30), 40))
-    key = _scaled(shell, 0.75 if shell[0] > 100 else 2.2)
+    key = shade(shell, 0.75 if shell[0] > 100 else 2.2)
     pitch = rng.uniform(1.7, 2.1)
     y = keys.y0
     while y + pitch <= keys.y1:
@@ -206,11 +202,11 @@ def _coasters(p: _Painter, scene: Scene) -> None:
         c = coaster.shape
         base = {
             "cork": (rng.randint(170, 200), rng.randint(125, 150), rng.randint(80, 100)),
-            "felt": _scaled(coaster.colour, 0.8),
+            "felt": shade(coaster.colour, 0.8),
             "slate": (rng.randint(45, 70),) * 3,
             "wood": (rng.randint(140, 175), rng.randint(95, 120), rng.randint(55, 75)),
         }[kind]
-        rim = _scaled(base, 1.3 if kind == "slate" else 0.7)
+        rim = shade(base, 1.3 if kind == "slate" else 0.7)
         shape = p.disc(c.cx, c.cy, c.radius)
         inner = p.disc(c.cx, c.cy, c.radius - 0.5)
         if coaster.square:
@@ -226,7 +222,7 @@ def _coasters(p: _Painter, scene: Scene) -> None:
             c.cy + c.radius * 0.6,
         )
         if kind == "cork":
-            p.speckle(area, _scaled(base, 0.7), 40, 0.15)
+            p.speckle(area, shade(base, 0.7), 40, 0.15)
         elif kind == "wood":
             for ring in range(1, 4):
                 p.draw.ellipse(p.disc(c.cx, c.cy, c.radius * ring / 4.5), outline=rim, width=2)
@@ -251,7 +247,7 @@ def _mugs(p: _Painter, scene: Scene) -> None:
         hx, hy = b.cx + out * math.cos(angle), b.cy + out * math.sin(angle)
         along = (math.cos(angle + math.pi / 2), math.sin(angle + math.pi / 2))
         ends = [(hx + along[0] * 1.8 * s, hy + along[1] * 1.8 * s) for s in (-1, 1)]
-        glaze = _scaled(mug.colour, 0.9)
+        glaze = shade(mug.colour, 0.9)
         for end in ends:
             p.draw.line(
                 [
@@ -263,7 +259,7 @@ def _mugs(p: _Painter, scene: Scene) -> None:
             )
         p.draw.line([(e[0] * p.k, e[1] * p.k) for e in ends], fill=glaze, width=int(0.9 * p.k))
         rim = rng.uniform(0.5, 0.9)
-        p.draw.ellipse(p.disc(b.cx, b.cy, b.radius), fill=_scaled(mug.colour, 1.15))
+        p.draw.ellipse(p.disc(b.cx, b.cy, b.radius), fill=shade(mug.colour, 1.15))
         if rng.random() < 0.4:  # a striped glaze on the rim
             for step in range(12):
                 a = step * math.pi / 6
@@ -271,9 +267,9 @@ def _mugs(p: _Painter, scene: Scene) -> None:
                     b.cx + (b.radius - rim / 2) * math.cos(a),
                     b.cy + (b.radius - rim / 2) * math.sin(a),
                 )
-                p.draw.ellipse(p.disc(x, y, rim / 3), fill=_scaled(mug.colour, 0.6))
+                p.draw.ellipse(p.disc(x, y, rim / 3), fill=shade(mug.colour, 0.6))
         inside = Circle(b.cx, b.cy, b.diameter - 2 * rim)
-        p.draw.ellipse(p.disc(inside.cx, inside.cy, inside.radius), fill=_scaled(mug.colour, 0.55))
+        p.draw.ellipse(p.disc(inside.cx, inside.cy, inside.radius), fill=shade(mug.colour, 0.55))
         liquid = rng.choice(_LIQUIDS)
         if liquid is not None:
             level = rng.uniform(0.7, 0.97)

@@ -16,19 +16,15 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from core.synth import variety
 from core.synth.camera import Label, scene_labels, tilt, warp
-from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene
+from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene, shade
 
 _SS = 2  # supersampling factor
-
-
-def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return tuple(max(0, min(255, int(c * factor))) for c in colour)  # type: ignore[return-value]
 
 
 def _contrasting_floor(scene: Scene) -> tuple[int, int, int]:
     """The floor colour, darkened if it is too close to the table to show the table's edges."""
     if sum(abs(a - b) for a, b in zip(scene.floor_colour, scene.table_colour, strict=True)) < 120:
-        return _shade(scene.table_colour, 0.35)
+        return shade(scene.table_colour, 0.35)
     return scene.floor_colour
 
 
@@ -54,12 +50,12 @@ def render_scene(
 
     # Table with wood grain and a darker rim so its edges read as edges.
     table = scene.table
-    draw.rectangle(box(table), fill=_shade(scene.table_colour, 0.7))
+    draw.rectangle(box(table), fill=shade(scene.table_colour, 0.7))
     inset = Rect(table.x0 + 0.6, table.y0 + 0.6, table.x1 - 0.6, table.y1 - 0.6)
     draw.rectangle(box(inset), fill=scene.table_colour)
     vertical = rng.random() < 0.5
     for _ in range(rng.randint(10, 40)):
-        tone = _shade(scene.table_colour, rng.uniform(0.85, 1.12))
+        tone = shade(scene.table_colour, rng.uniform(0.85, 1.12))
         at = rng.uniform(0, scene.view.width)
         width = rng.uniform(0.2, 1.2) * k
         if vertical:
@@ -85,7 +81,7 @@ def render_scene(
                 y = (item.rect.y0 + line) * k
                 draw.line(
                     [((item.rect.x0 + 2) * k, y), ((item.rect.x1 - 2) * k, y)],
-                    fill=_shade(item.colour, 0.75),
+                    fill=shade(item.colour, 0.75),
                     width=_SS,
                 )
 
@@ -113,7 +109,7 @@ def render_scene(
                 if horizontal
                 else Rect(half.x1 + 1, half.y0, rect.x1 - 1.5, rect.y1 - 1.5)
             )
-        key = _shade(body, 1.8)
+        key = shade(body, 1.8)
         step = 1.9
         y = keys.y0
         while y + 1.4 <= keys.y1:
@@ -130,12 +126,12 @@ def render_scene(
                 disc(shape),
                 radius=0.8 * k,
                 fill=coaster.colour,
-                outline=_shade(coaster.colour, 0.6),
+                outline=shade(coaster.colour, 0.6),
                 width=_SS * 2,
             )
         else:
             draw.ellipse(
-                disc(shape), fill=coaster.colour, outline=_shade(coaster.colour, 0.6), width=_SS * 2
+                disc(shape), fill=coaster.colour, outline=shade(coaster.colour, 0.6), width=_SS * 2
             )
         if vary is not None:
             variety.coaster_material(
@@ -163,10 +159,10 @@ def render_scene(
         hx = body.cx + (body.radius + 0.9) * math.cos(angle)
         hy = body.cy + (body.radius + 0.9) * math.sin(angle)
         handle = Circle(hx, hy, 3.2)
-        draw.ellipse(disc(handle), outline=_shade(mug.colour, 0.85), width=int(0.9 * k))
-        draw.ellipse(disc(body), fill=_shade(mug.colour, 0.8))
+        draw.ellipse(disc(handle), outline=shade(mug.colour, 0.85), width=int(0.9 * k))
+        draw.ellipse(disc(body), fill=shade(mug.colour, 0.8))
         draw.ellipse(disc(body, -0.5), fill=mug.colour)
-        contents = rng.choice([(60, 35, 20), (110, 70, 40), _shade(mug.colour, 0.6)])
+        contents = rng.choice([(60, 35, 20), (110, 70, 40), shade(mug.colour, 0.6)])
         draw.ellipse(disc(body, -1.0), fill=contents)
         if vary is not None:
             variety.mug_details(draw, mug, k, vary)

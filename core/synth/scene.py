@@ -146,6 +146,11 @@ def _colour(rng: random.Random, low: int = 0, high: int = 255) -> tuple[int, int
     return (rng.randint(low, high), rng.randint(low, high), rng.randint(low, high))
 
 
+def shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
+    """The colour `factor` times as bright, clipped to 0-255 (what every renderer shades with)."""
+    return tuple(max(0, min(255, int(c * factor))) for c in colour)  # type: ignore[return-value]
+
+
 def _free(candidate: Rect, taken: list[Rect], gap: float) -> bool:
     return all(
         candidate.x1 + gap <= other.x0

@@ -17,16 +17,12 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.synth.scene import Mug, Rect, Scene
+from core.synth.scene import Mug, Rect, Scene, shade
 
 Draw = ImageDraw.ImageDraw
 _SURFACES = ("wood", "laminate", "glass", "cloth")
 _MATERIALS = ("plain", "cork", "felt", "stone", "wood")
 _DRINKS = ((60, 35, 20), (120, 80, 45), (225, 215, 195), (170, 200, 215), (95, 20, 30))
-
-
-def _tone(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return tuple(max(0, min(255, int(c * factor))) for c in colour)  # type: ignore[return-value]
 
 
 def _oval(cx: float, cy: float, r: float, k: float) -> tuple[float, float, float, float]:
@@ -40,7 +36,7 @@ def table_surface(
     surface = rng.choice(_SURFACES)
     box = (top.x0 * k, top.y0 * k, top.x1 * k, top.y1 * k)
     if surface == "laminate":
-        draw.rectangle(box, fill=_tone(colour, rng.uniform(1.1, 1.4)))
+        draw.rectangle(box, fill=shade(colour, rng.uniform(1.1, 1.4)))
     elif surface == "glass":
         tint = (rng.randint(140, 190), rng.randint(175, 210), rng.randint(185, 220))
         draw.rectangle(box, fill=tint)
@@ -48,12 +44,12 @@ def table_surface(
             x = rng.uniform(top.x0, top.x1)
             draw.line(
                 [(x * k, top.y0 * k), ((x + rng.uniform(-20, 20)) * k, top.y1 * k)],
-                fill=_tone(tint, 1.15),
+                fill=shade(tint, 1.15),
                 width=int(rng.uniform(1, 3) * k),
             )
     elif surface == "cloth":
         draw.rectangle(box, fill=colour)
-        stripe, pitch = _tone(colour, rng.uniform(0.6, 0.85)), rng.uniform(2.0, 5.0)
+        stripe, pitch = shade(colour, rng.uniform(0.6, 0.85)), rng.uniform(2.0, 5.0)
         x = top.x0
         while x < top.x1:
             draw.rectangle(
@@ -78,22 +74,22 @@ def coaster_material(
         for _ in range(30):
             a, d = rng.uniform(0, 2 * math.pi), rng.uniform(0, inner)
             draw.ellipse(
-                _oval(cx + d * math.cos(a), cy + d * math.sin(a), 0.12, k), fill=_tone(colour, 0.6)
+                _oval(cx + d * math.cos(a), cy + d * math.sin(a), 0.12, k), fill=shade(colour, 0.6)
             )
     elif material == "felt":
-        draw.ellipse(_oval(cx, cy, inner, k), fill=_tone(colour, 0.9))
+        draw.ellipse(_oval(cx, cy, inner, k), fill=shade(colour, 0.9))
     elif material == "stone":
         for _ in range(4):
             a = rng.uniform(0, math.pi)
             dx, dy = inner * math.cos(a), inner * math.sin(a)
             draw.line(
                 [((cx - dx) * k, (cy - dy) * k), ((cx + dx) * k, (cy + dy) * k)],
-                fill=_tone(colour, 1.3),
+                fill=shade(colour, 1.3),
                 width=2,
             )
     elif material == "wood":
         for ring in (0.3, 0.55, 0.8):
-            draw.ellipse(_oval(cx, cy, r * ring, k), outline=_tone(colour, 0.75), width=2)
+            draw.ellipse(_oval(cx, cy, r * ring, k), outline=shade(colour, 0.75), width=2)
 
 
 def saucer(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
@@ -101,8 +97,8 @@ def saucer(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
     b = mug.body
     r = b.radius + rng.uniform(2.0, 3.5)
     white = (rng.randint(215, 250),) * 3
-    draw.ellipse(_oval(b.cx, b.cy, r, k), fill=white, outline=_tone(white, 0.8), width=3)
-    draw.ellipse(_oval(b.cx, b.cy, b.radius + 0.6, k), outline=_tone(white, 0.85), width=3)
+    draw.ellipse(_oval(b.cx, b.cy, r, k), fill=white, outline=shade(white, 0.8), width=3)
+    draw.ellipse(_oval(b.cx, b.cy, b.radius + 0.6, k), outline=shade(white, 0.85), width=3)
 
 
 def look_alikes(draw: Draw, scene: Scene, k: float, rng: random.Random) -> None:
@@ -128,12 +124,12 @@ def look_alikes(draw: Draw, scene: Scene, k: float, rng: random.Random) -> None:
         taken.append((x, y, r))
         if kind == "plate":
             white = (rng.randint(220, 250),) * 3
-            draw.ellipse(_oval(x, y, r, k), fill=white, outline=_tone(white, 0.85), width=3)
-            draw.ellipse(_oval(x, y, r * 0.65, k), outline=_tone(white, 0.9), width=3)
+            draw.ellipse(_oval(x, y, r, k), fill=white, outline=shade(white, 0.85), width=3)
+            draw.ellipse(_oval(x, y, r * 0.65, k), outline=shade(white, 0.9), width=3)
         elif kind == "bowl":
             colour = (rng.randint(50, 230), rng.randint(50, 230), rng.randint(50, 230))
             draw.ellipse(_oval(x, y, r, k), fill=colour)
-            draw.ellipse(_oval(x, y, r * 0.8, k), fill=_tone(colour, 0.75))
+            draw.ellipse(_oval(x, y, r * 0.8, k), fill=shade(colour, 0.75))
         elif kind == "lid":
             draw.ellipse(_oval(x, y, r, k), fill=(rng.randint(15, 60),) * 3)
         else:
@@ -145,9 +141,9 @@ def mug_details(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
     pattern and a highlight."""
     b = mug.body
     rim = rng.uniform(0.3, 1.1)
-    draw.ellipse(_oval(b.cx, b.cy, b.radius, k), fill=_tone(mug.colour, rng.uniform(0.9, 1.2)))
+    draw.ellipse(_oval(b.cx, b.cy, b.radius, k), fill=shade(mug.colour, rng.uniform(0.9, 1.2)))
     inside = b.radius - rim
-    draw.ellipse(_oval(b.cx, b.cy, inside, k), fill=_tone(mug.colour, 0.5))
+    draw.ellipse(_oval(b.cx, b.cy, inside, k), fill=shade(mug.colour, 0.5))
     if rng.random() < 0.8:
         draw.ellipse(
             _oval(b.cx, b.cy, inside * rng.uniform(0.6, 0.98), k), fill=rng.choice(_DRINKS)
@@ -159,7 +155,7 @@ def mug_details(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
                 b.cx + (b.radius - rim / 2) * math.cos(a),
                 b.cy + (b.radius - rim / 2) * math.sin(a),
             )
-            draw.ellipse(_oval(x, y, max(rim / 3, 0.1), k), fill=_tone(mug.colour, 0.55))
+            draw.ellipse(_oval(x, y, max(rim / 3, 0.1), k), fill=shade(mug.colour, 0.55))
     if rng.random() < 0.6:
         a = rng.uniform(0, 2 * math.pi)
         draw.ellipse(

@@ -90,6 +90,12 @@ def test_cli_import_into_the_model_dir(
     assert "smoke detection on a generated scene" in done.output
     manifest = read_manifest(tmp_path / "models" / "coco-yolo" / "2")
     assert manifest.input_size == 320
+    # the built-in map names coasters, but these weights have no coaster class: still unseen
+    builtin = [*args[:-1], "3", "--class-map", "builtin", "--no-smoke"]
+    done = runner.invoke(app, builtin)
+    assert done.exit_code == 0, done.output
+    assert "(roles: mug, table, hazard)" in done.output
+    assert "cannot see coasters" in done.output
     refused = runner.invoke(app, [*args, "--class-map", "mugpos", "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2
     assert "none of the model's classes is a mug" in refused.output
