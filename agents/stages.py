@@ -13,7 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -26,6 +26,8 @@ from core import worker_metrics as metrics
 from core.imaging import ImageRejected
 from core.models.class_map import ROLES
 from core.models.letterbox import Letterbox
+from core.models.manager import ModelBudgetError, ModelMismatchError
+from core.models.manifest import ModelNotFound
 from core.models.types import Detection
 from core.pipeline.assess import evaluate_rules
 from core.pipeline.intake import (
@@ -38,6 +40,7 @@ from core.pipeline.intake import (
 from core.pipeline.prepare import model_input, prepare
 from core.positioning import analyze
 from core.positioning.serialize import facts_to_dict
+from core.tracking import follow_frame
 from infra import tracing
 from infra.failures import is_fatal
 from infra.logging_setup import bind_context
@@ -53,7 +56,7 @@ from schemas.stages import (
     pack_prepared,
     unpack_prepared,
 )
-from schemas.topics import STAGE_MESSAGE_MAX_BYTES
+from schemas.topics import STAGE_MESSAGE_MAX_BYTES, partition_key
 from streams.context import PipelineContext
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,11 @@ async def publish(
         return
     with tracing.use(image), tracing.child(image, "publish", topic=topic):
         await producer.send_and_wait(topic, key.encode(), value, None, None, None)
+
+
+def _key(item: PreparedImage | DetectedImage) -> str:
+    """A stage message's key: its source's frames stay in one partition, in order."""
+    return partition_key(item.source_id, item.request_id).decode()
 
 
 def _ms(since: float) -> float:
@@ -362,7 +370,7 @@ async def _preprocess(
     record = admitted.record
     payload = pack_prepared(record, admitted.model_input_png)
     try:
-        await publish(producer, ctx.topics.prepared, record.request_id, payload)
+        await publish(producer, ctx.topics.prepared, _key(record), payload)
     except MessageSizeTooLargeError:  # e.g. a stage topic declared before the limit was raised
         await reject(
             ctx,
@@ -438,6 +446,7 @@ def _prepared(
         request_id=request_id,
         source_id=headers.source_id,
         submitted_at=headers.submitted_at,
+        captured_at=headers.captured_at,
         received_at=received,
         options=headers.options,
         origin=origin,
@@ -497,10 +506,36 @@ async def _stage_poison(
 
 
 def _run_model(
-    ctx: PipelineContext, pixels: list[np.ndarray], boxes: list[Letterbox], floor: float
+    ctx: PipelineContext,
+    pixels: list[np.ndarray],
+    boxes: list[Letterbox],
+    floor: float,
+    ref: str | None,
 ) -> tuple[str, list[list[Detection]]]:
     assert ctx.models is not None
-    return ctx.models.detect_letterboxed(pixels, boxes, floor)
+    return ctx.models.detect_letterboxed(pixels, boxes, floor, ref=ref)
+
+
+_unservable: set[tuple[str, str]] = set()  # (source, model) pairs already logged
+
+
+async def _model_of(ctx: PipelineContext, source_id: str) -> str | None:
+    """The model version a source asks for, loaded; None: the worker's active model (also when
+    the source's cannot serve here: not in any model source, or made for another input size,
+    which is logged once)."""
+    assert ctx.models is not None
+    ref = (await ctx.sources.setup(source_id)).model
+    if ref is None or ref == ctx.models.active.ref:
+        return None
+    try:
+        return (await ctx.models.get(ref, ctx.input_size)).ref
+    except (ModelNotFound, ModelMismatchError, ModelBudgetError) as exc:
+        if (source_id, ref) not in _unservable:
+            _unservable.add((source_id, ref))
+            log.warning(
+                "source %s asks for model %s, which cannot serve here: %s", source_id, ref, exc
+            )
+        return None
 
 
 async def detect(
@@ -508,7 +543,8 @@ async def detect(
 ) -> list[tuple[DetectedImage, tracing.ImageTrace]]:
     """One micro-batch through the model, off the event loop; each detection with its image's
     trace. In each recorded image's trace: `batch wait` (ready until the model starts) and
-    `inference` (batch size, model, device; linked to every image span of the batch).
+    `inference` (batch size, model, device; linked to every image span of the batch). Images of
+    a source that names its own model (`SourceSpec.model`) run through that one.
 
     When the batch fails, each image runs alone: only an image the model fails on by itself is
     dead-lettered (`model_error`), the others go on. A failure that leaves the process unusable
@@ -519,8 +555,13 @@ async def detect(
     items = [a.record for a in batch]
     floor = min((float(i.options.get("confidence", default)) for i in items), default=default)
     loop = asyncio.get_running_loop()
+    models = ctx.models
+    refs = {s: await _model_of(ctx, s) for s in dict.fromkeys(i.source_id for i in items)}
+    groups: dict[str | None, list[Admitted]] = {}
+    for admitted in batch:
+        groups.setdefault(refs[admitted.record.source_id], []).append(admitted)
 
-    async def run(part: list[Admitted]) -> tuple[str, list[list[Detection]]]:
+    async def run(part: list[Admitted], ref: str | None) -> tuple[str, list[list[Detection]]]:
         pixels = [a.pixels for a in part]
         boxes = [Letterbox(**a.record.letterbox.model_dump()) for a in part]
         with tracing.stage(
@@ -528,12 +569,12 @@ async def detect(
             (a.trace for a in part),
             links=True,
             batch_size=len(part),
-            model=models.active.ref,
+            model=ref or models.active.ref,
             backend=models.backend_name,
             device=models.device,
         ):
             return await loop.run_in_executor(
-                ctx.inference_executor, _run_model, ctx, pixels, boxes, floor
+                ctx.inference_executor, _run_model, ctx, pixels, boxes, floor, ref
             )
 
     models = ctx.models
@@ -543,29 +584,43 @@ async def detect(
             tracing.interval(admitted.trace, "batch wait", admitted.ready_ns, now_ns)
     started = time.perf_counter()
     outcomes: list[tuple[PreparedImage, str, list[Detection], tracing.ImageTrace]] = []
-    try:
-        ref, found = await run(batch)
-        outcomes = [(a.record, ref, dets, a.trace) for a, dets in zip(batch, found, strict=True)]
-    except Exception as exc:
-        if is_fatal(exc):
-            raise
-        log.warning("inference failed for a batch of %d; running each image alone", len(batch))
-        for admitted in batch:
-            try:
-                ref, (dets,) = await run([admitted])
-                outcomes.append((admitted.record, ref, dets, admitted.trace))
-            except Exception as alone:
-                if is_fatal(alone):
-                    raise
-                log.error("the model failed on %s", admitted.record.request_id, exc_info=alone)
-                with tracing.use(admitted.trace):
-                    await _model_error(ctx, producer, admitted.record)
+    for ref, part in groups.items():
+        outcomes += await _detect_part(ctx, producer, part, ref, run)
     took = _ms(started)
     metrics.STAGE_SECONDS.labels("inference").observe(took / 1000)
     return [
         (_detected(ctx, item, ref, dets, default, took, len(batch)), image)
         for item, ref, dets, image in outcomes
     ]
+
+
+async def _detect_part(
+    ctx: PipelineContext,
+    producer: Producer,
+    batch: list[Admitted],
+    ref: str | None,
+    run: Callable[[list[Admitted], str | None], Awaitable[tuple[str, list[list[Detection]]]]],
+) -> list[tuple[PreparedImage, str, list[Detection], tracing.ImageTrace]]:
+    """The images of one model: together, else (when that fails) each alone."""
+    outcomes: list[tuple[PreparedImage, str, list[Detection], tracing.ImageTrace]] = []
+    try:
+        used, found = await run(batch, ref)
+        outcomes = [(a.record, used, dets, a.trace) for a, dets in zip(batch, found, strict=True)]
+    except Exception as exc:
+        if is_fatal(exc):
+            raise
+        log.warning("inference failed for a batch of %d; running each image alone", len(batch))
+        for admitted in batch:
+            try:
+                used, (dets,) = await run([admitted], ref)
+                outcomes.append((admitted.record, used, dets, admitted.trace))
+            except Exception as alone:
+                if is_fatal(alone):
+                    raise
+                log.error("the model failed on %s", admitted.record.request_id, exc_info=alone)
+                with tracing.use(admitted.trace):
+                    await _model_error(ctx, producer, admitted.record)
+    return outcomes
 
 
 def _value(message: Any) -> bytes:
@@ -609,7 +664,7 @@ async def _infer(
     detected = await detect(ctx, producer, batch)
     await asyncio.gather(
         *(
-            publish(producer, ctx.topics.detected, d.request_id, d.model_dump_json().encode(), i)
+            publish(producer, ctx.topics.detected, _key(d), d.model_dump_json().encode(), i)
             for d, i in detected
         )
     )
@@ -669,15 +724,31 @@ async def conclude(
     each result carries its trace id)."""
     images = images or [tracing.OFF] * len(items)
     rule_set = await ctx.rules.rule_set()
+    rules_by_id = {r.rule_id: r for r in rule_set.rules}
+    setups = {
+        sid: await ctx.sources.setup(sid) for sid in dict.fromkeys(i.source_id for i in items)
+    }
+    # Registered sources are tracked over time; a picture of any other source is judged alone.
+    trackers = await ctx.states.trackers(s for s, setup in setups.items() if setup.version)
     results: list[AnalysisResult] = []
     alerts: list[tuple[str, bytes, tracing.ImageTrace]] = []
     for item, image in zip(items, images, strict=True):
         started = time.perf_counter()
+        setup = setups[item.source_id]
+        size = (item.image.width, item.image.height)
         detections = [Detection(d.class_name, d.role, d.confidence, d.box) for d in item.detections]
         with tracing.child(image, "positioning", detections=len(detections)):
-            facts = analyze(detections, (item.image.width, item.image.height), unseen=_unseen(item))
-        with tracing.child(image, "rules", rules=len(rule_set.rules)):
-            assessment = evaluate_rules(facts, rule_set.rules)
+            facts = analyze(detections, size, setup.calibration, unseen=_unseen(item))
+        rules = setup.rules(rule_set.rules)
+        with tracing.child(image, "rules", rules=len(rules)):
+            assessment = evaluate_rules(facts, rules)
+            verdicts = [replace(v, instant_passed=v.passed) for v in assessment.verdicts]
+            tracks: list[dict[str, Any]] = []
+            if (tracker := trackers.get(item.source_id)) is not None:
+                followed = follow_frame(
+                    tracker, item.request_id, facts, verdicts, rules_by_id, size, _frame_time(item)
+                )
+                verdicts, tracks = followed.verdicts, followed.tracks
         completed = datetime.now(UTC)
         since = item.submitted_at or item.received_at
         results.append(
@@ -690,9 +761,12 @@ async def conclude(
                 image=item.image,
                 detections=item.detections,
                 positioning=facts_to_dict(assessment.facts),
-                verdicts=[asdict(v) for v in assessment.verdicts],
+                verdicts=[asdict(v) for v in verdicts],
                 model=item.model,
                 rule_set_version=rule_set.version,
+                source_version=setup.version,
+                captured_at=item.captured_at,
+                tracks=tracks,
                 timings_ms=item.timings_ms | {"analysis": _took_analysis(started)},
                 latency_ms=round((completed - since).total_seconds() * 1000, 1),
                 trace_id=image.trace_id,
@@ -704,9 +778,10 @@ async def conclude(
                 orjson.dumps(alert_payload(v, item.request_id, item.source_id)),
                 image,
             )
-            for v in assessment.failed
-            if "alert" in v.actions
+            for v in verdicts
+            if v.passed is False and "alert" in v.actions
         ]
+    await ctx.states.save(trackers)  # before the results: a redone batch finds its frames applied
     if results:
         await sink(ctx, producer, results, images)
     await asyncio.gather(
@@ -719,6 +794,11 @@ def _unseen(item: DetectedImage) -> frozenset[str]:
     if item.model is None or item.model.roles is None:
         return frozenset()
     return frozenset(ROLES) - set(item.model.roles)
+
+
+def _frame_time(item: DetectedImage) -> float:
+    """When the picture was taken, as well as the pipeline knows (seconds since the epoch)."""
+    return (item.captured_at or item.submitted_at or item.received_at).timestamp()
 
 
 def _took_analysis(started: float) -> float:

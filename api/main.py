@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import problems
 from api.body_limit import BodyLimit
 from api.observe import Observe
-from api.routes import about, analyze, auth, dashboard, live, rules, servers, system
+from api.routes import about, analyze, auth, dashboard, live, rules, servers, sources, system
 from api.services import ApiServices
 from core.config import Settings, load_settings
 from infra import tracing
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if tracing.setup(settings, tracing.SERVICE_API):
         tracing.instrument_app(app)
 
-    for module in (system, about, auth, analyze, rules, dashboard, servers, live):
+    for module in (system, about, auth, analyze, rules, sources, dashboard, servers, live):
         problems.document(module.router)
         app.include_router(module.router)
 

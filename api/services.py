@@ -28,6 +28,8 @@ from infra.kafka_security import verify_kafka_access
 from infra.object_store import ObjectStore
 from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
+from infra.source_state import SourceStates
+from infra.sources_store import SourceCache, SourcesRepository
 from infra.users_store import UsersRepository
 from infra.write_behind import WriteBehind
 from schemas.topics import TopicNames
@@ -45,6 +47,9 @@ class ApiServices:
     users: UsersRepository
     rules: RulesRepository
     rule_cache: RuleCache
+    sources: SourcesRepository
+    source_cache: SourceCache
+    source_states: SourceStates
     limiter: RateLimiter
     limits: ImageLimits
     registry: WorkerRegistry
@@ -61,6 +66,7 @@ class ApiServices:
         clients = Clients.open(settings)
         db, redis = clients.db, clients.redis
         rules = RulesRepository(db)
+        sources = SourcesRepository(db)
         key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
         metrics = ApiMetrics()
         return cls(
@@ -85,6 +91,9 @@ class ApiServices:
             users=UsersRepository(db, key),
             rules=rules,
             rule_cache=RuleCache(rules, redis, settings.topic_prefix),
+            sources=sources,
+            source_cache=SourceCache(sources, redis, settings.topic_prefix),
+            source_states=SourceStates(db),
             limiter=RateLimiter(settings),
             registry=WorkerRegistry(settings),
             kafka_admin=KafkaAdmin(settings, request_timeout_ms=5000),

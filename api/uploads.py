@@ -27,6 +27,7 @@ from core.pipeline.intake import IntakeError, parse_headers
 from infra import tracing
 from infra.object_store.keys import upload_key
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, ImageRef
+from schemas.topics import partition_key
 
 # Half of Kafka's default message limit (message.max.bytes / max.request.size, 1 MiB): room for
 # headers and the record batch, on any broker left at its defaults. Typical camera frames and
@@ -110,7 +111,7 @@ async def enqueue(
         headers.append(("options", orjson.dumps(options)))
     # The aiokafka instrumentation adds `traceparent`: this request's span is the image's parent.
     await svc.producer.send_and_wait(
-        svc.topics.images, value, key=request_id.encode(), headers=headers
+        svc.topics.images, value, key=partition_key(source_id, request_id), headers=headers
     )
     await svc.results.mark_pending(request_id, source_id, now)
     svc.metrics.analysis_requests.labels("accepted").inc()

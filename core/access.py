@@ -14,11 +14,12 @@ Role = Literal["viewer", "analyst", "manager", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "analyst", "manager", "admin")
 
 ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
-    "viewer": ("read:analysis", "read:dashboard"),
+    "viewer": ("read:analysis", "read:dashboard", "read:sources"),
     "analyst": (
         "read:analysis",
         "read:dashboard",
         "read:rules",
+        "read:sources",
         "write:analysis",
         "write:feedback",
     ),
@@ -27,10 +28,13 @@ ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
         "read:dashboard",
         "read:rules",
         "read:servers",
+        "read:sources",
         "write:analysis",
         "write:feedback",
         "write:rules",
         "delete:rules",
+        "write:sources",
+        "delete:sources",
         "write:servers",
     ),
     "admin": ("*:*",),

@@ -16,6 +16,8 @@ USERS = "users"
 API_KEYS = "api_keys"
 DLQ_REPLAYS = "dlq_replays"  # dead letters already replayed, by topic/partition/offset
 DELIVERY_ATTEMPTS = "delivery_attempts"
+SOURCES = "sources"
+SOURCE_STATES = "source_states"  # tracks and held verdicts, one document per source
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,13 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
     ACTIVITY_LOGS: (
         IndexSpec((("user_id", ASCENDING), ("timestamp", DESCENDING)), "user_time"),
         IndexSpec((("timestamp", DESCENDING),), "time"),
+    ),
+    SOURCES: (
+        IndexSpec(
+            (("source_id", ASCENDING), ("version", DESCENDING)),
+            "source_version_unique",
+            unique=True,
+        ),
     ),
     USERS: (IndexSpec((("username", ASCENDING),), "username_unique", unique=True),),
     API_KEYS: (IndexSpec((("key_id", ASCENDING),), "key_id_unique", unique=True),),

@@ -14,7 +14,6 @@ version is what its author meant to be in force. Writes refuse what the limits r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import uuid
@@ -28,9 +27,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from core.rules import CompiledRule, RuleSpec, check_limits, compile_rule
+from infra.change_feed import ChangeFeed, cache_call
 from infra.mongo import RULES
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,8 @@ class RuleCache:
         self._repository = repository
         self._redis = redis
         self._key = f"{prefix}:rules:active"
-        self.channel = f"{prefix}:rules:changed"
+        self._feed = ChangeFeed(redis, f"{prefix}:rules:changed", "rules")
+        self.channel = self._feed.channel
         self._l1: RuleSet | None = None
         self._listeners: list[Callable[[RuleSet], None]] = []
         self.loads_from_db = 0
@@ -282,54 +282,22 @@ class RuleCache:
         self._l1 = None
         if self._redis is not None:
             await self._cache_call(self._redis.delete(self._key))
-            if await self._cache_call(self._redis.publish(self.channel, b"changed")) is None:
-                log.warning(
-                    "rule change not announced (Redis unavailable): workers reload it "
-                    "when their Redis subscription is back"
-                )
+            await self._feed.announce()
 
     async def _cache_call(self, call: Awaitable[T]) -> T | None:
         """A Redis call whose failure only costs speed: Redis is a cache, never a dependency."""
-        try:
-            return await call
-        except (RedisError, OSError) as exc:
-            log.warning("rules cache in Redis unavailable (%s); using MongoDB", exc)
-            return None
+        return await cache_call(call, "rules cache")
 
     async def listen(self, ready: asyncio.Event | None = None) -> None:
         """Run until cancelled: reload the rule set whenever a change is published. While Redis
         is away, resubscribe with backoff; a change missed meanwhile is read from MongoDB (the
         process's copy is dropped on every resubscription)."""
-        if self._redis is None:
-            if ready:
-                ready.set()
-            return
-        loop = asyncio.get_running_loop()
-        delay = 0.0
-        while True:
-            started = loop.time()
-            try:
-                await self._follow_changes(ready)
-            except (RedisError, OSError) as exc:
-                long_lived = loop.time() - started > 60
-                delay = 1.0 if long_lived else min(30.0, max(1.0, delay * 2))
-                log.warning("rule change subscription lost (%s); retrying in %.0f s", exc, delay)
-            if ready:
-                ready.set()  # a worker starts without Redis; it reads MongoDB
-            await asyncio.sleep(delay)
-            self._l1 = None
+        await self._feed.follow(self._reload_now, self._drop, ready)
 
-    async def _follow_changes(self, ready: asyncio.Event | None) -> None:
-        pubsub = self._redis.pubsub()  # type: ignore[union-attr]
-        try:
-            await pubsub.subscribe(self.channel)
-            if ready:
-                ready.set()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    self._l1 = None
-                    await self.rule_set()
-                    log.info("rules changed; now %s", self._l1.version if self._l1 else None)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    async def _reload_now(self, _: bytes) -> None:
+        self._l1 = None
+        await self.rule_set()
+        log.info("rules changed; now %s", self._l1.version if self._l1 else None)
+
+    def _drop(self) -> None:
+        self._l1 = None

@@ -58,6 +58,11 @@ class VerdictOut(BaseModel):
     error: str | None = Field(
         None, description="Set when the rule could not be evaluated; passed is then None."
     )
+    instant_passed: bool | None = Field(
+        None,
+        description="This picture's own outcome, before the rule's hold (`passed` is the outcome "
+        "in force for the source); for a rule without a hold, the same as passed.",
+    )
 
 
 class ModelRef(BaseModel):
@@ -69,6 +74,29 @@ class ModelRef(BaseModel):
         None,
         description="The roles (mug, coaster, table, hazard) the model has a class for; a rule "
         "about one it lacks is not applicable to its results. Null: all of them.",
+    )
+
+
+class HeldOut(BaseModel):
+    """A held rule's outcome for one tracked mug."""
+
+    failing: bool
+    since: datetime = Field(description="When this outcome began (frame time).")
+    for_s: float = Field(description="How long it has lasted, up to this frame.")
+
+
+class TrackOut(BaseModel):
+    """A mug followed across a source's frames."""
+
+    track_id: str
+    mug: int | None = Field(
+        description="Its index in positioning.mugs; null when it is hidden in this picture."
+    )
+    box: tuple[float, float, float, float] = Field(description="Where it was last seen (px).")
+    first_seen: datetime
+    seen_for_s: float = Field(description="From first seen to this frame.")
+    held: dict[str, HeldOut] = Field(
+        default_factory=dict, description="By rule id: the outcome in force of each held rule."
     )
 
 
@@ -94,6 +122,16 @@ class AnalysisResult(_Message):
     verdicts: list[VerdictOut] = Field(default_factory=list)
     model: ModelRef | None = None
     rule_set_version: str | None = None
+    source_version: int | None = Field(
+        None, description="The version of the source's settings used; null: it has none."
+    )
+    captured_at: datetime | None = Field(
+        None, description="When the camera took the picture, if its sender said so."
+    )
+    tracks: list[TrackOut] = Field(
+        default_factory=list,
+        description="The source's tracked mugs after this frame (registered sources only).",
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Per stage.")
     latency_ms: float | None = Field(None, description="Submission to result.")
     error: ErrorInfo | None = None

@@ -35,6 +35,7 @@ class StageMessage(BaseModel):
     request_id: str
     source_id: str
     submitted_at: datetime | None = None
+    captured_at: datetime | None = None
     received_at: datetime
     options: dict[str, object] = Field(default_factory=dict)
     image: ImageMeta

@@ -8,6 +8,16 @@ from dataclasses import dataclass
 # noisy 640 px picture, over Kafka's 1 MB default. Stage topics, the pipeline's producer and its
 # consumer all allow this much.
 STAGE_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
+# Source ids that name no particular camera: what an image without a source-id header, or an
+# upload without a source, is filed under.
+UNNAMED_SOURCES = frozenset({"unknown", "api"})
+
+
+def partition_key(source_id: str, request_id: str) -> bytes:
+    """The Kafka key of an image and of its stage messages: frames of one named source share a
+    partition, so they are analysed in order (tracking over time needs that); images of no
+    particular source are spread by request id."""
+    return (request_id if source_id in UNNAMED_SOURCES else source_id).encode()
 
 
 @dataclass(frozen=True, slots=True)

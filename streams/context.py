@@ -22,6 +22,8 @@ from infra.model_store import model_manager_from_settings, model_store_from_sett
 from infra.object_store import ObjectStore
 from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
+from infra.source_state import SourceStates
+from infra.sources_store import SourceCache, SourcesRepository
 from schemas.topics import TopicNames
 
 
@@ -34,6 +36,8 @@ class PipelineContext:
     db: AsyncIOMotorDatabase
     redis: Redis | None
     rules: RuleCache
+    sources: SourceCache
+    states: SourceStates
     results: ResultStore
     failures: FailureCounter
     limits: ImageLimits
@@ -49,7 +53,7 @@ class PipelineContext:
     decode_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="decode")
     )
-    _listener: asyncio.Task | None = None
+    _listeners: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: Settings) -> PipelineContext:
@@ -64,6 +68,8 @@ class PipelineContext:
             db=db,
             redis=redis,
             rules=RuleCache(RulesRepository(db), redis, prefix),
+            sources=SourceCache(SourcesRepository(db), redis, prefix),
+            states=SourceStates(db),
             results=ResultStore(db, store, redis, prefix, settings.result_cache_ttl_s),
             failures=FailureCounter(db),
             limits=ImageLimits(
@@ -80,14 +86,15 @@ class PipelineContext:
             self.models = model_manager_from_settings(self.settings, store)
             await self.models.activate(self.settings.model)
         await self.rules.rule_set()
-        ready = asyncio.Event()
-        self._listener = asyncio.create_task(self.rules.listen(ready))
-        await ready.wait()
+        for cache in (self.rules, self.sources):
+            ready = asyncio.Event()
+            self._listeners.append(asyncio.create_task(cache.listen(ready)))
+            await ready.wait()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        for listener in self._listeners:
+            listener.cancel()
+        await asyncio.gather(*self._listeners, return_exceptions=True)
         self.inference_executor.shutdown(wait=True)
         self.decode_executor.shutdown(wait=True)
         await Clients(self.mongo_client, self.db, self.redis, self.store).close()

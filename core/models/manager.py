@@ -163,11 +163,17 @@ class ModelManager:
         return model.ref, results
 
     def detect_letterboxed(
-        self, images: list[np.ndarray], boxes: list[Letterbox], confidence: float | None = None
+        self,
+        images: list[np.ndarray],
+        boxes: list[Letterbox],
+        confidence: float | None = None,
+        *,
+        ref: str | None = None,
     ) -> tuple[str, list[list[Detection]]]:
         """Like `detect`, for images already letterboxed to the model's input size upstream;
-        `boxes` map the detections back to each original image."""
-        model = self.active
+        `boxes` map the detections back to each original image. `ref`: a loaded version other
+        than the active one (`get` loads it); one evicted meanwhile falls back to the active."""
+        model = self._loaded.get(ref, self.active) if ref else self.active
         started = time.perf_counter()
         results = model.detector.detect_letterboxed(images, boxes, confidence)
         metrics.INFERENCE_SECONDS.labels(model.ref).observe(time.perf_counter() - started)

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 BAD_HEADERS = "bad_headers"
 _MAX_ID = 128
@@ -25,6 +25,7 @@ class InputHeaders:
     source_id: str = "unknown"
     content_type: str | None = None
     submitted_at: datetime | None = None
+    captured_at: datetime | None = None  # when a camera took the picture: its frame time
     options: dict[str, object] = field(default_factory=dict)
 
 
@@ -54,18 +55,26 @@ def request_id_hint(headers: Iterable[tuple[str, bytes]] | None) -> str | None:
     return None
 
 
+def _time(values: dict[str, str], name: str) -> datetime | None:
+    """An ISO 8601 header; one without a zone is UTC (a camera's clock rarely says)."""
+    if not values.get(name):
+        return None
+    try:
+        moment = datetime.fromisoformat(values[name].replace("Z", "+00:00"))
+    except ValueError:
+        raise IntakeError(BAD_HEADERS, f"{name} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def parse_headers(headers: Iterable[tuple[str, bytes]] | None) -> InputHeaders:
-    """Optional headers: request-id, source-id, content-type, submitted-at (ISO 8601), options (JSON)."""
+    """Optional headers: request-id, source-id, content-type, submitted-at and captured-at
+    (ISO 8601), options (JSON)."""
     values = {name.lower(): _text(name, raw) for name, raw in (headers or []) if raw is not None}
     request_id = values.get("request-id") or None
     if request_id is not None and (len(request_id) > _MAX_ID or not request_id.isprintable()):
         raise IntakeError(BAD_HEADERS, f"request-id must be printable and at most {_MAX_ID} chars")
-    submitted = None
-    if values.get("submitted-at"):
-        try:
-            submitted = datetime.fromisoformat(values["submitted-at"].replace("Z", "+00:00"))
-        except ValueError:
-            raise IntakeError(BAD_HEADERS, "submitted-at is not an ISO 8601 time") from None
+    submitted = _time(values, "submitted-at")
+    captured = _time(values, "captured-at")
     options: dict[str, object] = {}
     if values.get("options"):
         try:
@@ -88,5 +97,6 @@ def parse_headers(headers: Iterable[tuple[str, bytes]] | None) -> InputHeaders:
         source_id=(values.get("source-id") or "unknown")[:_MAX_ID],
         content_type=values.get("content-type") or None,
         submitted_at=submitted,
+        captured_at=captured,
         options=options,
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.models.types import Detection
 from core.positioning.facts import (
@@ -47,6 +47,8 @@ from core.positioning.geometry import (
     shift,
     visible_sides,
 )
+from core.positioning.perspective import Homography
+from core.positioning.plane import PX_PER_CM, plane_scene
 from core.positioning.recommend import recommend
 
 EDGE, HAZARD, COASTER, CLEARANCE, ZONE = "edge", "hazard", "coaster", "clearance", "zone"
@@ -111,16 +113,53 @@ def analyze(
     config: PositioningConfig | None = None,
     unseen: frozenset[str] = frozenset(),
 ) -> SceneFacts:
-    """`unseen`: roles the model has no class for (ModelRef.roles says which it has)."""
+    """`unseen`: roles the model has no class for (ModelRef.roles says which it has).
+
+    With a homography in the calibration, everything is measured on the table plane
+    (core.positioning.plane): distances and moves are true cm along the plane's axes, while each
+    mug's `box` stays its box in the picture; `scale` is then the picture's scale at its centre,
+    for rules given in pixels."""
     config = config or PositioningConfig()
-    sees_coasters = "coaster" not in unseen
     detections, echoes = drop_mug_echoes(detections, config)
-    scale = estimate_scale(detections, calibration, config)
+    if calibration is None or calibration.homography is None:
+        scale = estimate_scale(detections, calibration, config)
+        zones = calibration.zones if calibration else {}
+        return _measure(detections, image_size, scale, zones, config, unseen, echoes)
+    plane = plane_scene(detections, image_size, calibration, config.image_border_px)
+    exact = ScaleEstimate(PX_PER_CM, "homography", 1.0, 0)
+    facts = _measure(plane.detections, plane.size, exact, plane.zones, config, unseen, echoes)
+    return replace(
+        facts,
+        scale=_picture_scale(calibration.homography, image_size),
+        mugs=tuple(replace(m, box=plane.mug_boxes[m.index]) for m in facts.mugs),
+        confidences=tuple(d.confidence for d in detections),
+    )
+
+
+def _picture_scale(homography: Homography, image: tuple[int, int]) -> ScaleEstimate | None:
+    """The picture's scale at its centre; None when the centre shows no table plane (sky)."""
+    try:
+        px_per_cm = homography.px_per_cm((image[0] / 2, image[1] / 2))
+    except ValueError:
+        return None
+    return ScaleEstimate(round(px_per_cm, 5), "homography", 1.0, 0)
+
+
+def _measure(
+    detections: Sequence[Detection],
+    image_size: tuple[int, int],
+    scale: ScaleEstimate | None,
+    zones: dict[str, tuple[Point, ...]],
+    config: PositioningConfig,
+    unseen: frozenset[str],
+    echoes: int,
+) -> SceneFacts:
+    """The facts of boxes in one frame with one scale: the picture's, or the table plane's."""
+    sees_coasters = "coaster" not in unseen
     mugs = [d for d in detections if d.role == "mug"]
     coasters = [d for d in detections if d.role == "coaster"]
     tables = [d.box for d in detections if d.role == "table"]
     hazards = [d for d in detections if d.role == "hazard"]
-    zones = calibration.zones if calibration else {}
     # Each coaster holds at most one mug: the one covering it most.
     pairs = sorted(
         (

@@ -5,14 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.positioning.geometry import Box, Point
+from core.positioning.perspective import Homography
 
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Per-source setup: a measured scale and named placement zones (polygons in image pixels)."""
+    """Per-source setup: how the picture maps to cm, and named placement zones.
+
+    `px_per_cm` is one scale for a camera looking straight down; `homography` maps an angled
+    camera's picture onto the table plane, and wins over `px_per_cm` when both are set. `zones`
+    are polygons in the frame the analysis measures in: image pixels, or table-plane cm when
+    `homography` is set (the caller converts them; the source setup does).
+
+    `table_cm` (with a homography only): the table top on the plane (x0, y0, x1, y1 in cm), for
+    a fixed camera calibrated on the table's own corners (`Homography.from_rectangle` puts it at
+    (0, 0, width, depth)). It replaces the detected table boxes: a box says little about a table
+    seen at an angle, and all four measured sides are edges, even where the picture cuts them."""
 
     px_per_cm: float | None = None
     zones: dict[str, tuple[Point, ...]] = field(default_factory=dict)
+    homography: Homography | None = None
+    table_cm: Box | None = None
+
+    def __post_init__(self) -> None:
+        if self.table_cm is not None:
+            x0, y0, x1, y1 = self.table_cm
+            if self.homography is None:
+                raise ValueError("a table top in cm needs a homography to find it in the picture")
+            if not (x0 < x1 and y0 < y1):
+                raise ValueError(f"table top {self.table_cm}: need x0 < x1 and y0 < y1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +53,16 @@ class PositioningConfig:
 @dataclass(frozen=True, slots=True)
 class ScaleEstimate:
     px_per_cm: float
-    source: str  # calibration | coaster | mug | coaster+mug
+    # calibration | coaster | mug | coaster+mug | homography (then px_per_cm is the picture's
+    # scale at its centre: an angled picture has no single one)
+    source: str
     confidence: float  # 0..1
     references: int
 
 
 @dataclass(frozen=True, slots=True)
 class Move:
+    # With a homography: along the table plane's axes (x right, y towards the camera).
     dx_cm: float  # + = right in the image
     dy_cm: float  # + = down in the image
     satisfies: tuple[str, ...]  # constraints that hold after the move

@@ -69,6 +69,9 @@ class Verdict:
     actions: tuple[str, ...]
     message: str
     error: str | None = None  # set when the rule raised while evaluating; passed is then None
+    # This picture's own outcome, before the rule's hold (core.tracking.hold); for a rule without
+    # a hold it is `passed`. None also where no source state was applied (back-tests).
+    instant_passed: bool | None = None
 
 
 def _mug_accessor(leaf: Leaf) -> Callable[[MugFacts], Value]:

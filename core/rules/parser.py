@@ -8,10 +8,12 @@ from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from pydantic import ValidationError
 
 from core.rules.errors import RuleSpecError, RuleSyntaxError
+from core.rules.explain import duration
 from core.rules.limits import check_limits
-from core.rules.spec import Action, Group, Leaf, RuleSpec
+from core.rules.spec import Action, Group, Hold, Leaf, RuleSpec
 
 EXAMPLES = (
     "Every mug must be on a coaster.",
@@ -22,6 +24,7 @@ EXAMPLES = (
     "Mugs must be inside the placement zone.",
     "Flag detections below 60% confidence for review.",
     "If a mug is off its coaster and within 3 cm of the edge, alert (critical).",
+    "No mug off its coaster for more than 30 seconds (critical).",
 )
 _UNITS = {
     "inches": "in",
@@ -53,7 +56,12 @@ _WORDS = {
     "LPAR": "'('",
     "RPAR": "')'",
     "PERCENT": "'%'",
+    "FOR": "for (a time: for 30 seconds)",
+    "LONGER": "at least/more than",
+    "TIME_UNIT": "a time unit (seconds, minutes, hours, frames)",
 }
+# Seconds per time unit, by its first letter (TIME_UNIT spells each unit from it); "f" is frames.
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
 @cache
@@ -145,6 +153,35 @@ class _ToSpec(Transformer):
     def severity(self, level: Token) -> str:
         return str(level)
 
+    def hold(self, *args: Token) -> Hold:
+        """The time clause as `Hold`; a number outside its range is refused here, at the number,
+        rather than by pydantic at column 1 after the whole sentence was understood."""
+        *longer, number, unit = args
+        value = float(number)
+        per = _SECONDS.get(str(unit)[0])
+        strictly = bool(longer) and str(longer[0]) != "at least"
+        try:
+            if per is not None:  # "more than 30 s" is 30 s: frame times cannot tell them apart
+                return Hold(seconds=value * per)
+            if value.is_integer():  # "more than 3 frames" is 4: frames are counted
+                return Hold(frames=int(value) + int(strictly))
+        except ValidationError:
+            pass  # outside Hold's range: said below, where the number is
+        raise self._hold_error(number, frames=per is None)
+
+    def _hold_error(self, number: Token, frames: bool) -> RuleSyntaxError:
+        """Point at the number and state the range `Hold` accepts, read from its schema so the
+        bounds are written down once (in spec.py)."""
+        field = Hold.model_json_schema()["properties"]["frames" if frames else "seconds"]
+        bounds = {key: bound for branch in field["anyOf"] for key, bound in branch.items()}
+        wanted = (
+            f"a whole number of frames from {bounds['minimum']} to {bounds['maximum']}"
+            if frames
+            else f"a time over {bounds['exclusiveMinimum']} s and up to "
+            f"{duration(bounds['maximum'])}"
+        )
+        return RuleSyntaxError(self._text, number.column, [wanted], suggest(self._text))
+
     def alert(self, _: Token) -> Action:
         return Action(type="alert")
 
@@ -201,6 +238,7 @@ class _ToSpec(Transformer):
     def conditional(self, *args: object) -> dict[str, object]:
         expr = next(a for a in args if isinstance(a, Leaf | Group))
         action = next(a for a in args if isinstance(a, Action))
+        hold = next((a for a in args if isinstance(a, Hold)), None)
         severity = next(
             (
                 a
@@ -218,11 +256,13 @@ class _ToSpec(Transformer):
         }
         if severity:
             spec["severity"] = severity
+        if hold is not None:
+            spec["hold"] = hold
         return spec
 
-    def sentence(self, body: dict[str, object], severity: str | None = None) -> dict[str, object]:
-        if severity:
-            body["severity"] = severity
+    def sentence(self, body: dict[str, object], *suffix: Hold | str) -> dict[str, object]:
+        for part in suffix:  # an optional hold, then an optional severity
+            body["hold" if isinstance(part, Hold) else "severity"] = part
         return body
 
     def start(self, body: dict[str, object]) -> RuleSpec:
@@ -266,6 +306,6 @@ def parse_rule(sentence: str) -> RuleSpec:
         column = getattr(exc, "column", None) or 1
         raise RuleSyntaxError(text, int(column), _expected(exc), suggest(text)) from None
     except VisitError as exc:
-        if isinstance(exc.orig_exc, RuleSpecError):  # understood, but over a limit
+        if isinstance(exc.orig_exc, RuleSpecError | RuleSyntaxError):  # over a limit; a bad hold
             raise exc.orig_exc from None
         raise RuleSyntaxError(text, 1, [], suggest(text)) from exc.orig_exc

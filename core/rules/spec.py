@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, FiniteFloat, StrictBool, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from core.rules.limits import check_limits
 
@@ -66,9 +74,42 @@ class Action(BaseModel):
     params: dict[Key, str] = Field(default_factory=dict, json_schema_extra=_KEYS_SCHEMA)
 
 
+# A tag a source can select rules by (`SourceSpec.rules`): short, lower case, no spaces.
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")]
+
+
+class Hold(BaseModel):
+    """How long a changed verdict must last before it counts (hysteresis and dwell time).
+
+    On a source's tracked mugs (or its scene), a verdict turns from pass to fail, or back, only
+    after the new outcome held for `seconds` of frame time or for `frames` consecutive frames; a
+    mug off its coaster for 10 s under a 30 s hold still passes. Exactly one of the two is set.
+    """
+
+    # The document states the check below, so that clients know it (as RuleInput does).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["seconds"], "properties": {"seconds": {"type": "number"}}},
+                {"required": ["frames"], "properties": {"frames": {"type": "integer"}}},
+            ]
+        },
+    )
+
+    seconds: Annotated[FiniteFloat, Field(gt=0, le=86_400)] | None = None
+    frames: Annotated[int, Field(ge=1, le=1_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Hold:
+        if (self.seconds is None) == (self.frames is None):
+            raise ValueError("a hold sets exactly one of seconds and frames")
+        return self
+
+
 class RuleSpec(BaseModel):
     """A rule: for every subject in `scope`, `conditions` must hold (`must_hold`), or the subject
-    is flagged when they hold (`flag_when`)."""
+    is flagged when they hold (`flag_when`); with `hold`, only once the outcome has lasted."""
 
     name: str
     description: str = ""
@@ -80,6 +121,8 @@ class RuleSpec(BaseModel):
     actions: list[Action] = Field(default_factory=list)
     enabled: StrictBool = True
     metadata: dict[Key, str] = Field(default_factory=dict, json_schema_extra=_KEYS_SCHEMA)
+    hold: Hold | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=16)
 
     @model_validator(mode="before")
     @classmethod

@@ -20,12 +20,12 @@ MODEL_POISON_RGB = (255, 0, 255)
 def _install() -> None:
     detect = ModelManager.detect_letterboxed
 
-    def failing_detect(self, images, boxes, confidence=None):  # type: ignore[no-untyped-def]
+    def failing_detect(self, images, boxes, confidence=None, **kwargs):  # type: ignore[no-untyped-def]
         for image in images:
             h, w = image.shape[:2]
             if tuple(int(v) for v in image[h // 2, w // 2, :3]) == MODEL_POISON_RGB:
                 raise RuntimeError("injected: the model cannot read this image")
-        return detect(self, images, boxes, confidence)
+        return detect(self, images, boxes, confidence, **kwargs)
 
     prepare = stages.prepare
 

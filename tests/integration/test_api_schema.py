@@ -18,7 +18,9 @@ What the configuration narrows, and why:
   are an image, the cursor is one the API issued, the sentence is a rule) on the uploads,
   `GET /analyze` and the rule bodies; problem_details still fails a `validation_error` there.
 - `use_after_free` is off under /rules/{rule_id}: DELETE disables a rule, which stays readable
-  with its history by design.
+  with its history by design; likewise for a deleted source's versions and tracking state.
+- `PUT /sources/{source_id}` may refuse a schema-valid calibration that spans no quadrilateral
+  (422 `source_invalid`).
 - The deployment's longest `?wait=` is 200 ms (MUGPOS_API_MAX_WAIT_MS, stated in the document
   as the parameter's maximum), so an upload that waits costs at most that.
 
