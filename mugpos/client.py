@@ -36,6 +36,7 @@ ANALYZE = "/api/v1/analyze"
 TOKEN = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 ABOUT = "/api/v1/about"
 LIVE = "/ws/control-plane"
+SOURCES = "/api/v1/sources"
 EVENTS_MAX_S = 300  # the events endpoint's longest `timeout`
 
 
@@ -101,6 +102,10 @@ def _refusal(reply: httpx.Response) -> ApiError:
     if not isinstance(detail, str):  # FastAPI's own 422 lists the invalid fields
         detail = json.dumps(detail)
     return ApiError(reply.status_code, str(problem.get("code") or ""), detail)
+
+
+def _source_path(source_id: str) -> str:
+    return f"{SOURCES}/{quote(source_id, safe='')}"
 
 
 class Client:
@@ -254,6 +259,25 @@ class Client:
         params = {"source_id": source_id, "status": status, "limit": limit, "cursor": cursor}
         reply = self._call("GET", ANALYZE, params={k: v for k, v in params.items() if v})
         return ResultPage.model_validate_json(reply.content)
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every registered source as it is now (`source_id`, `version`, `source`: its settings)."""
+        return self._call("GET", SOURCES).json()
+
+    def source(self, source_id: str, version: int | None = None) -> dict[str, Any]:
+        params = {"version": version} if version is not None else {}
+        return self._call("GET", _source_path(source_id), params=params).json()
+
+    def put_source(self, source_id: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """Create the source or store a new version of its settings (the API's SourceSpec)."""
+        return self._call("PUT", _source_path(source_id), json=settings).json()
+
+    def delete_source(self, source_id: str) -> dict[str, Any]:
+        return self._call("DELETE", _source_path(source_id)).json()
+
+    def source_state(self, source_id: str) -> dict[str, Any]:
+        """The source's tracked mugs and held verdicts after its newest frame."""
+        return self._call("GET", f"{_source_path(source_id)}/state").json()
 
     async def watch(
         self, source_id: str | None = None, on_open: Callable[[], None] | None = None

@@ -94,6 +94,7 @@ class TrackOut(BaseModel):
     )
     box: tuple[float, float, float, float] = Field(description="Where it was last seen (px).")
     first_seen: datetime
+    last_seen: datetime
     seen_for_s: float = Field(description="From first seen to this frame.")
     held: dict[str, HeldOut] = Field(
         default_factory=dict, description="By rule id: the outcome in force of each held rule."

@@ -46,7 +46,9 @@ class SourceStateOut(BaseModel):
     frames: int = Field(description="Frames applied to the state so far.")
     frame_at: str | None = Field(description="Time of the newest frame applied.")
     updated_at: str | None
-    tracks: list[TrackOut] = Field(description="Tracked mugs, seen or hidden (mug is null).")
+    tracks: list[TrackOut] = Field(
+        description="Tracked mugs, seen or hidden; `mug` is null here (no picture to index)."
+    )
     scene: dict[str, HeldOut] = Field(description="By rule id: held scene-wide outcomes.")
 
 

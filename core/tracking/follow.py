@@ -69,6 +69,7 @@ def track_report(state: SourceState, tracked: Mapping[int, str], now: float) -> 
             "mug": index_of.get(t.track_id),
             "box": t.box,
             "first_seen": _when(t.first_seen),
+            "last_seen": _when(t.last_seen),
             "seen_for_s": round(now - t.first_seen, 3),
             "held": {rule_id: held_report(h, now) for rule_id, h in t.held.items()},
         }

@@ -209,3 +209,40 @@ def test_a_model_without_coasters_answers_coaster_rules_not_applicable(
     assert coaster["passed"] is None
     assert "cannot see coasters" in coaster["message"]
     assert verdicts["Mugs must be at least 1 cm from the table edge"]["passed"] is not None
+
+
+def test_sources_registered_calibrated_listed_and_deleted(api: ApiServer, tmp_path: Path) -> None:
+    cli = Cli(api, tmp_path)
+    assert cli("login", "-u", "manager", MUGPOS_PASSWORD=PASSWORD).returncode == 0
+    settings = tmp_path / "counter.json"
+    settings.write_text(
+        orjson.dumps(
+            {"name": "counter", "zones": {"tray": {"polygon": [[10, 10], [200, 10], [200, 150]]}}}
+        ).decode()
+    )
+    put = cli("sources", "put", "counter-cam", str(settings))
+    assert put.returncode == 0, put.stdout + put.stderr
+    assert "version 1 stored" in put.stdout
+    calibrated = cli(
+        "sources", "calibrate", "counter-cam", "120,80", "520,90", "600,420", "40,400",
+        "--rectangle", "29.7x21",
+    )  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stdout + calibrated.stderr
+    got = orjson.loads(cli("sources", "get", "counter-cam").stdout)
+    assert got["version"] == 2
+    assert got["source"]["zones"]["tray"]["polygon"][1] == [200.0, 10.0], "zones kept"
+    assert got["source"]["calibration"]["rectangle_cm"] == [29.7, 21.0]
+    listed = cli("sources", "list")
+    assert "counter-cam" in listed.stdout
+    assert "four_points" in listed.stdout
+    line = cli(
+        "sources", "calibrate", "counter-cam", "0,0", "1,0", "2,0", "3,0", "--rectangle", "1x1"
+    )
+    assert line.returncode == 1
+    assert "source_invalid" in line.stdout
+    state = cli("sources", "state", "counter-cam", "--json")
+    assert orjson.loads(state.stdout)["frames"] == 0
+    assert cli("sources", "delete", "counter-cam").returncode == 0
+    gone = cli("sources", "get", "counter-cam")
+    assert gone.returncode == 1
+    assert "unknown_source" in gone.stdout

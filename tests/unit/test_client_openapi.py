@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api.main import create_app
 from core.config import Settings
-from mugpos.client import ABOUT, ANALYZE, TOKEN, ResultPage, Submitted, Token
+from mugpos.client import ABOUT, ANALYZE, SOURCES, TOKEN, ResultPage, Submitted, Token
 
 # (method, path, query parameters, form fields) of every call mugpos.client makes.
 CALLS = [
@@ -21,6 +21,11 @@ CALLS = [
     ("get", f"{ANALYZE}/{{request_id}}", set(), set()),
     ("get", f"{ANALYZE}/{{request_id}}/events", {"timeout"}, set()),
     ("get", f"{ANALYZE}/{{request_id}}/image", {"annotated"}, set()),
+    ("get", SOURCES, set(), set()),
+    ("get", f"{SOURCES}/{{source_id}}", {"version"}, set()),
+    ("put", f"{SOURCES}/{{source_id}}", set(), set()),
+    ("delete", f"{SOURCES}/{{source_id}}", set(), set()),
+    ("get", f"{SOURCES}/{{source_id}}/state", set(), set()),
 ]
 MODELS: list[tuple[type[BaseModel], str]] = [
     (Token, "Token"),
