@@ -8,7 +8,6 @@ cannot form the quadrilateral) is refused then, not met by every image later.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,11 +59,12 @@ def _zone(
     points = [(float(x), float(y)) for x, y in zone.polygon]
     if homography is not None:
         if zone.unit == "px":
-            points = [homography.to_plane(p) for p in points]
-            if not all(math.isfinite(c) for p in points for c in p):
+            try:
+                points = [homography.to_plane(p) for p in points]
+            except ValueError:
                 raise SourceSetupError(
                     f"zone {name!r}: a corner lies beyond the table plane the calibration spans"
-                )
+                ) from None
         return tuple(points)
     if zone.unit == "px":
         return tuple(points)

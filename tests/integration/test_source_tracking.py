@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from core.config import Settings
 from core.rules import parse_rule
 from core.sources import SourceSpec
-from core.synth.sequence import desk_frames
+from core.synth.sequence import desk_frames, desk_scene
 from infra import mongo
 from infra.rules_store import RulesRepository
 from infra.sources_store import SourcesRepository
@@ -38,6 +38,7 @@ SEQUENCE = [
     ("off", 80),
 ]
 KILL_AFTER = 4
+DESK_SEED, SIZE = 1000, 480
 
 
 def _jpeg(image) -> bytes:  # type: ignore[no-untyped-def]
@@ -46,14 +47,37 @@ def _jpeg(image) -> bytes:  # type: ignore[no-untyped-def]
     return out.getvalue()
 
 
+def _coaster_zone() -> dict:
+    """A zone (px) around the desk's coaster: the mug is in it until it is moved."""
+    desk = desk_scene(DESK_SEED, SIZE)
+    coaster = desk.coasters[desk.mugs[0].coaster].shape  # type: ignore[index]
+    x, y, r = (
+        coaster.cx * desk.px_per_cm,
+        coaster.cy * desk.px_per_cm,
+        2 * coaster.diameter * desk.px_per_cm,
+    )
+    return {"polygon": [[x - r, y - r], [x + r, y - r], [x + r, y + r], [x - r, y + r]]}
+
+
 async def _register(settings: Settings) -> str:
+    """The source (its rules by tag, a zone) and two rules, one of another room's."""
     client = mongo.create_client(settings)
     try:
         db = mongo.database(client, settings)
         await mongo.ensure_indexes(db)
-        await SourcesRepository(db).put(SOURCE, SourceSpec(name="desk camera"), "test")
-        rule = parse_rule("Every mug must be on a coaster for at least 30 seconds.")
-        return (await RulesRepository(db).create(rule, "test")).rule_id
+        source = SourceSpec.model_validate(
+            {
+                "name": "desk camera",
+                "rules": {"tags": ["desk"]},
+                "zones": {"coaster": _coaster_zone()},
+            }
+        )
+        await SourcesRepository(db).put(SOURCE, source, "test")
+        rules = RulesRepository(db)
+        elsewhere = parse_rule("At most 0 mugs per table.").model_copy(update={"tags": ["bar"]})
+        await rules.create(elsewhere, "test")
+        dwell = parse_rule("Every mug must be on a coaster for at least 30 seconds.")
+        return (await rules.create(dwell.model_copy(update={"tags": ["desk"]}), "test")).rule_id
     finally:
         client.close()
 
@@ -77,7 +101,7 @@ async def test_tracks_and_held_verdicts_survive_a_worker_killed_mid_sequence(
     deployment: Settings, tmp_path
 ) -> None:
     rule_id = await _register(deployment)
-    pictures = {name: _jpeg(image) for name, image in desk_frames(1000, 480).items()}
+    pictures = {name: _jpeg(image) for name, image in desk_frames(DESK_SEED, SIZE).items()}
     names = TopicNames(deployment.topic_prefix)
     ids = [f"desk-frame-{i}" for i in range(len(SEQUENCE))]
     first = WorkerProcess(deployment, tmp_path, "first")
@@ -97,6 +121,9 @@ async def test_tracks_and_held_verdicts_survive_a_worker_killed_mid_sequence(
     frames = [got[rid] for rid in ids]
     verdicts = [next(v for v in f.verdicts if v.rule_id == rule_id) for f in frames]
     assert all(f.source_version == 1 for f in frames)
+    assert {v.rule_id for f in frames for v in f.verdicts} == {rule_id}, "only the desk's rules"
+    in_zone = [[m["in_zone"] for m in (f.positioning or {})["mugs"]] for f in frames]
+    assert in_zone[:4] == [[True], [True], [False], [False]], "the source's zone applied"
     # The picture alone: on the coaster, then off, then no mug under the hand.
     assert [v.instant_passed for v in verdicts] == [
         True,
