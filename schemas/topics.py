@@ -8,9 +8,9 @@ from dataclasses import dataclass
 # noisy 640 px picture, over Kafka's 1 MB default. Stage topics, the pipeline's producer and its
 # consumer all allow this much.
 STAGE_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
-# Source ids that name no particular camera: what an image without a source-id header, or an
-# upload without a source, is filed under.
-UNNAMED_SOURCES = frozenset({"unknown", "api"})
+# Source ids that name no particular camera: what an image without a source-id header, an upload
+# without a source, or one from `mugpos submit` without --source-id is filed under.
+UNNAMED_SOURCES = frozenset({"unknown", "api", "cli"})
 
 
 def partition_key(source_id: str, request_id: str) -> bytes:

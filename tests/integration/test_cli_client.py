@@ -210,6 +210,20 @@ def test_a_model_without_coasters_answers_coaster_rules_not_applicable(
     assert "cannot see coasters" in coaster["message"]
     assert verdicts["Mugs must be at least 1 cm from the table edge"]["passed"] is not None
 
+    # A source that names its own model is served by it, next to the worker's.
+    source = {"model": "mugdet-synth:1.1.0"}
+    put = httpx.put(
+        f"{api.url}/api/v1/sources/desk-cam", json=source, headers=login(api, "manager")
+    )
+    assert put.status_code == 201, put.text
+    done = cli("submit", str(image), "--source-id", "desk-cam", "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = orjson.loads(done.stdout)["result"]
+    assert (result["model"]["name"], result["source_version"]) == ("mugdet-synth", 1)
+    assert "coaster" in result["model"]["roles"]
+    verdicts = {v["name"]: v for v in result["verdicts"]}
+    assert verdicts["Every mug must be on a coaster"]["passed"] is not None
+
 
 def test_sources_registered_calibrated_listed_and_deleted(api: ApiServer, tmp_path: Path) -> None:
     cli = Cli(api, tmp_path)
