@@ -1,5 +1,5 @@
-"""Rule evaluations per second on one core: the eight documented sentence families, compiled once,
-evaluated against positioning facts of generated scenes.
+"""Rule evaluations per second on one core: the documented example sentences (core.rules.EXAMPLES),
+compiled once, evaluated against positioning facts of generated scenes.
 
     python bench/rules_eval.py [--seconds 3]
 
