@@ -100,6 +100,12 @@ def calibrate(
         str | None,
         typer.Option(help="ab,bc,cd,da,ac[,bd] in cm: the real distances between the points."),
     ] = None,
+    table_top: Annotated[
+        bool,
+        typer.Option(
+            help="The points are the table top's corners (with --rectangle): exact edges."
+        ),
+    ] = False,
     px_per_cm: Annotated[
         float | None, typer.Option(help="A camera looking straight down: its scale instead.")
     ] = None,
@@ -110,7 +116,11 @@ def calibrate(
     else:
         if len(points) != 4 or (rectangle is None) == (distances is None):
             raise typer.BadParameter("give four points and one of --rectangle or --distances")
-        calibration = {"kind": "four_points", "image_points": [_point(p) for p in points]}
+        calibration = {
+            "kind": "four_points",
+            "image_points": [_point(p) for p in points],
+            "table_top": table_top,
+        }
         try:
             if rectangle is not None:
                 calibration["rectangle_cm"] = [float(v) for v in rectangle.lower().split("x")]

@@ -9,9 +9,11 @@ from core.positioning.facts import (
     ScaleEstimate,
     SceneFacts,
 )
+from core.positioning.perspective import Homography
 
 __all__ = [
     "Calibration",
+    "Homography",
     "Move",
     "MugFacts",
     "PositioningConfig",

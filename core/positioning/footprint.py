@@ -29,6 +29,7 @@ Sides = tuple[float | None, float | None, float | None, float | None]  # left, t
 SIDE_NAMES = ("left", "top", "right", "bottom")
 _FIT_PX = 0.05  # a rectangle fits when its outline's box is this close to the detected one
 _FIT_STEPS = 30
+_NUDGE_CM = 1e-4  # the step of the fit's finite differences
 _FAR = 0.01  # the picture's far limit: w at this share of its nearest corner's
 
 
@@ -71,13 +72,15 @@ def disc(homography: Homography, box: Box, sides: Sequence[str]) -> Box | None:
 
 def _inscribed(homography: Homography, box: Box) -> list[float | None] | None:
     """The axis-aligned rectangle inside the box's corners mapped to the plane (x from the larger
-    left x to the smaller right x, y likewise): where the fit starts, and what is left when the
-    picture's corners do not all map. None when the box's near corners are beyond the horizon."""
+    left x to the smaller right x, y likewise): where the fit starts, and the answer when it
+    cannot start. None when the box's near corners are beyond the horizon."""
     tl, tr, br, bl = (_map(homography, c) for c in _corners(box))
     if bl is None or br is None:
         return None
 
-    def pick(corners: Sequence[Point | None], axis: int, best: type) -> float | None:
+    def pick(
+        corners: Sequence[Point | None], axis: int, best: Callable[[list[float]], float]
+    ) -> float | None:
         known = [c[axis] for c in corners if c is not None]
         return best(known) if known else None
 
@@ -109,13 +112,10 @@ def _clip(polygon: list[np.ndarray], window: list[np.ndarray]) -> list[np.ndarra
     """The convex `polygon` cut to the convex `window`."""
     centre = np.mean(window, axis=0)
     for a, b in zip(window, [*window[1:], window[0]], strict=True):
-        edge = b - a
-
-        def side(p: np.ndarray, a: np.ndarray = a, edge: np.ndarray = edge) -> float:
-            return float(edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0]))
-
-        inward = 1.0 if side(centre) >= 0 else -1.0
-        polygon = _cut_by(polygon, lambda p, side=side, inward=inward: inward * side(p))
+        inward = np.array([a[1] - b[1], b[0] - a[0]])
+        if inward @ (centre - a) < 0:
+            inward = -inward
+        polygon = _cut_by(polygon, lambda p, a=a, inward=inward: float(inward @ (p - a)))
         if not polygon:
             break
     return polygon
@@ -149,7 +149,8 @@ def rectangle(
     if known and window is not None and all(start[i] is not None for i in known):
         fitted = _fit(homography, box, start, known, window)
     sides = fitted or start
-    return tuple(None if name in cut else sides[i] for i, name in enumerate(SIDE_NAMES))  # type: ignore[return-value]
+    left, top, right, bottom = (None if n in cut else sides[i] for i, n in enumerate(SIDE_NAMES))
+    return (left, top, right, bottom)
 
 
 def _fit(
@@ -165,9 +166,7 @@ def _fit(
     no rectangle in the picture."""
     xs, ys = [p[0] for p in window], [p[1] for p in window]
     beyond = [min(xs) - 1.0, min(ys) - 1.0, max(xs) + 1.0, max(ys) + 1.0]
-    sides = np.array(
-        [beyond[i] if start[i] is None or i not in known else start[i] for i in range(4)]
-    )
+    sides = np.array([start[i] if i in known else beyond[i] for i in range(4)], dtype=float)
     target = np.array(box)[known]
 
     def residual(values: np.ndarray) -> np.ndarray | None:
@@ -191,9 +190,9 @@ def _fit(
         jacobian = np.empty((len(known), len(known)))
         for column, i in enumerate(known):
             nudged = sides.copy()
-            nudged[i] += 1e-4
+            nudged[i] += _NUDGE_CM
             moved = residual(nudged)
-            jacobian[:, column] = 0.0 if moved is None else (moved - current) / 1e-4
+            jacobian[:, column] = 0.0 if moved is None else (moved - current) / _NUDGE_CM
         step = np.linalg.lstsq(jacobian, -current, rcond=None)[0]
         for _ in range(8):  # halve a step that makes things worse
             trial = sides.copy()

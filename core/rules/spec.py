@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FiniteFloat,
@@ -78,6 +79,13 @@ class Action(BaseModel):
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")]
 
 
+def _not_a_bool(value: Any) -> Any:
+    """`true` is no count of frames (Python's bool is an int; JSON's is not a number)."""
+    if isinstance(value, bool):
+        raise ValueError("a whole number of frames, not true or false")
+    return value
+
+
 class Hold(BaseModel):
     """How long a changed verdict must last before it counts (hysteresis and dwell time).
 
@@ -97,8 +105,8 @@ class Hold(BaseModel):
         },
     )
 
-    seconds: Annotated[FiniteFloat, Field(gt=0, le=86_400)] | None = None
-    frames: Annotated[int, Field(ge=1, le=1_000)] | None = None
+    seconds: Annotated[FiniteFloat, Field(gt=0, le=86_400, strict=True)] | None = None
+    frames: Annotated[int, Field(ge=1, le=1_000), BeforeValidator(_not_a_bool)] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Hold:

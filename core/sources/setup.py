@@ -76,6 +76,17 @@ def _zone(
     return tuple((x * px_per_cm, y * px_per_cm) for x, y in points)
 
 
+def _table(spec: SourceSpec) -> tuple[float, float, float, float] | None:
+    """The table top on the plane, when the four calibration points are its corners."""
+    calibration = spec.calibration
+    if not isinstance(calibration, FourPointCalibration) or not calibration.table_top:
+        return None
+    if calibration.rectangle_cm is None:
+        raise SourceSetupError("calibration: table_top needs the table's size as rectangle_cm")
+    width, depth = calibration.rectangle_cm
+    return (0.0, 0.0, width, depth)
+
+
 def source_setup(source_id: str, version: int, spec: SourceSpec) -> SourceSetup:
     """Raises SourceSetupError for a calibration that cannot be used."""
     homography, px_per_cm = None, None
@@ -89,6 +100,8 @@ def source_setup(source_id: str, version: int, spec: SourceSpec) -> SourceSetup:
     calibration = None
     if spec.calibration is not None or spec.zones:
         zones = {name: _zone(name, z, homography, px_per_cm) for name, z in spec.zones.items()}
-        calibration = Calibration(px_per_cm=px_per_cm, zones=zones, homography=homography)
+        calibration = Calibration(
+            px_per_cm=px_per_cm, zones=zones, homography=homography, table_cm=_table(spec)
+        )
     tags = frozenset(spec.rules.tags) if isinstance(spec.rules, RuleTags) else None
     return SourceSetup(source_id, version, calibration, tags, spec.model)

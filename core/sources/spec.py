@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, model_validator
 
 from core.rules.spec import Tag
 
 # The source id as the `source-id` header carries it, limited to what reads well in a URL path.
 SOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-Coordinate = Annotated[FiniteFloat, Field(ge=-1e6, le=1e6)]
+# Strict: a number, never `true` or "12" (the document says number; JSON has no other).
+Coordinate = Annotated[FiniteFloat, Field(ge=-1e6, le=1e6, strict=True)]
 Point = tuple[Coordinate, Coordinate]
-Length = Annotated[FiniteFloat, Field(gt=0, le=1e5)]
+Length = Annotated[FiniteFloat, Field(gt=0, le=1e5, strict=True)]
+_ZONE_NAME = r"^[^\x00]{1,64}$"  # a key MongoDB can store (no NUL), short enough to show
 
 
 class _Strict(BaseModel):
@@ -41,7 +43,7 @@ class Distances(_Strict):
 class ScaleCalibration(_Strict):
     """A camera looking straight down: one scale for the whole picture."""
 
-    kind: Literal["scale"] = "scale"
+    kind: Literal["scale"]
     px_per_cm: Length
 
 
@@ -60,12 +62,18 @@ class FourPointCalibration(_Strict):
         },
     )
 
-    kind: Literal["four_points"] = "four_points"
+    kind: Literal["four_points"]
     image_points: tuple[Point, Point, Point, Point]
     rectangle_cm: tuple[Length, Length] | None = Field(
         None, description="Width (A to B) and depth (B to C) when the four points are a rectangle."
     )
     distances_cm: Distances | None = None
+    table_top: StrictBool = Field(
+        False,
+        description="The four points are the corners of the table top (with rectangle_cm): its "
+        "edges are then known exactly, rather than read from the detector's table box, which "
+        "an angled view distorts.",
+    )
 
     @model_validator(mode="after")
     def _one_size(self) -> FourPointCalibration:
@@ -91,7 +99,7 @@ class Sampling(_Strict):
     """How camera ingestion samples the source: at most one frame every `interval_s` (0: every
     frame), keeping the latest frame when the pipeline falls behind or every frame."""
 
-    interval_s: Annotated[FiniteFloat, Field(ge=0, le=86_400)] = 0.0
+    interval_s: Annotated[FiniteFloat, Field(ge=0, le=86_400, strict=True)] = 0.0
     keep: Literal["latest", "all"] = "latest"
 
 
@@ -101,8 +109,10 @@ class SourceSpec(_Strict):
     calibration: (
         Annotated[ScaleCalibration | FourPointCalibration, Field(discriminator="kind")] | None
     ) = None
-    zones: dict[Annotated[str, Field(pattern=r"^[^\x00$.]{1,64}$")], Zone] = Field(
-        default_factory=dict, max_length=32
+    zones: dict[Annotated[str, Field(pattern=_ZONE_NAME)], Zone] = Field(
+        default_factory=dict,
+        max_length=32,
+        json_schema_extra={"propertyNames": {"pattern": _ZONE_NAME}},  # pydantic states values only
     )
     rules: Literal["all"] | RuleTags = "all"
     model: str | None = Field(

@@ -91,17 +91,47 @@ def warp(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """A rendered picture with its labels, and the camera that took it: `forward` maps the
+    top-down drawing's pixels (scene cm x px_per_cm) to the picture's."""
+
+    image: Image.Image
+    labels: list[Label]
+    forward: np.ndarray
+
+    def table_corners(self, scene: Scene) -> list[tuple[float, float]]:
+        """The table's corners in the picture (far-left, far-right, near-right, near-left),
+        where a person would click them to calibrate; they may lie outside the picture."""
+        mapped = apply(self.forward, rect_points(scene.table, scene.px_per_cm))
+        return [(float(x), float(y)) for x, y in mapped]
+
+    def mug_boxes(self, scene: Scene) -> list[tuple[float, float, float, float] | None]:
+        """Each of the scene's mugs' label box, None for one the tilt pushes out of the picture:
+        the pairing of ground truth and boxes that `labels` loses when it leaves one out."""
+        size = self.image.size[0]
+        found = [
+            _label("mug", circle_points(m.body, scene.px_per_cm), self.forward, size)
+            for m in scene.mugs
+        ]
+        return [None if label is None else label.box for label in found]
+
+
+def _label(name: str, points: np.ndarray, forward: np.ndarray, size: int) -> Label | None:
+    mapped = apply(forward, points)
+    x0, y0 = np.clip(mapped.min(axis=0), 0, size)
+    x1, y1 = np.clip(mapped.max(axis=0), 0, size)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return Label(name, (float(x0), float(y0), float(x1), float(y1)))
+
+
 def scene_labels(scene: Scene, forward: np.ndarray, size: int) -> list[Label]:
     """Boxes of the table, mugs (their bodies), coasters and the device, through `forward`;
     objects the tilt pushes out of the picture are left out."""
 
     def label(name: str, points: np.ndarray) -> Label | None:
-        mapped = apply(forward, points)
-        x0, y0 = np.clip(mapped.min(axis=0), 0, size)
-        x1, y1 = np.clip(mapped.max(axis=0), 0, size)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            return None
-        return Label(name, (float(x0), float(y0), float(x1), float(y1)))
+        return _label(name, points, forward, size)
 
     scale = scene.px_per_cm
     candidates = [label("table", rect_points(scene.table, scale))]

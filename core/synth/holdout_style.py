@@ -22,7 +22,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.synth.camera import Label, scene_labels, tilt, warp
+from core.synth.camera import Label, Shot, scene_labels, tilt, warp
 from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene, shade
 
 _OVERSAMPLE = 3
@@ -283,6 +283,12 @@ def render_holdout(
 ) -> tuple[Image.Image, list[Label]]:
     """The scene in the hold-out look, and labels of what was drawn (same classes and box
     conventions as the training renderer: a mug's box is its body)."""
+    shot = holdout_shot(scene, size, perspective)
+    return shot.image, shot.labels
+
+
+def holdout_shot(scene: Scene, size: int, perspective: float = 0.02) -> Shot:
+    """`render_holdout`, with the camera that took the picture (for calibrating on the table)."""
     rng = random.Random(scene.seed * 104_729 + size * 31 + 7)
     p = _Painter(scene, size, rng)
     _floor(p, scene)
@@ -309,4 +315,4 @@ def render_holdout(
     image.save(buffer, format="JPEG", quality=rng.randint(45, 92))
     image = Image.open(buffer).convert("RGB")
 
-    return image, scene_labels(scene, forward, size)
+    return Shot(image, scene_labels(scene, forward, size), forward)

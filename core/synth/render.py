@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.synth import variety
-from core.synth.camera import Label, scene_labels, tilt, warp
+from core.synth.camera import Label, Shot, scene_labels, tilt, warp
 from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene, shade
 
 _SS = 2  # supersampling factor
@@ -35,6 +35,14 @@ def render_scene(
     share of the image size (0 = a camera exactly overhead). `varied` adds the looks of
     core.synth.variety, from a random stream of their own: without it a seed draws exactly the
     picture the shipped detectors were trained on."""
+    shot = render_shot(scene, size, perspective, varied=varied)
+    return shot.image, shot.labels
+
+
+def render_shot(
+    scene: Scene, size: int, perspective: float = 0.015, *, varied: bool = False
+) -> Shot:
+    """`render_scene`, with the camera that took the picture (for calibrating on the table)."""
     rng = random.Random(scene.seed * 7919 + size)
     vary = random.Random(scene.seed * 6151 + size + 1) if varied else None
     k = scene.px_per_cm * _SS  # cm -> supersampled px
@@ -186,7 +194,7 @@ def render_scene(
     image = warp(image, forward, Image.Resampling.BILINEAR, _contrasting_floor(scene))
     if vary is not None:
         image = variety.camera(image, vary)
-    return image, scene_labels(scene, forward, size)
+    return Shot(image, scene_labels(scene, forward, size), forward)
 
 
 def scene_jpegs(first_seed: int, count: int, size: int, quality: int = 90) -> list[bytes]:

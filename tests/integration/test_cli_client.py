@@ -239,13 +239,14 @@ def test_sources_registered_calibrated_listed_and_deleted(api: ApiServer, tmp_pa
     assert "version 1 stored" in put.stdout
     calibrated = cli(
         "sources", "calibrate", "counter-cam", "120,80", "520,90", "600,420", "40,400",
-        "--rectangle", "29.7x21",
+        "--rectangle", "120x80", "--table-top",
     )  # fmt: skip
     assert calibrated.returncode == 0, calibrated.stdout + calibrated.stderr
     got = orjson.loads(cli("sources", "get", "counter-cam").stdout)
     assert got["version"] == 2
     assert got["source"]["zones"]["tray"]["polygon"][1] == [200.0, 10.0], "zones kept"
-    assert got["source"]["calibration"]["rectangle_cm"] == [29.7, 21.0]
+    assert got["source"]["calibration"]["rectangle_cm"] == [120.0, 80.0]
+    assert got["source"]["calibration"]["table_top"] is True
     listed = cli("sources", "list")
     assert "counter-cam" in listed.stdout
     assert "four_points" in listed.stdout

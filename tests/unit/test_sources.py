@@ -93,3 +93,19 @@ def test_rules_apply_by_tag() -> None:
     assert source_setup("cam", 1, SourceSpec()).rules(rules) == rules
     tagged = source_setup("cam", 1, _spec(rules={"tags": ["kitchen", "bar"]}))
     assert tagged.rules(rules) == (kitchen,)
+
+
+def test_four_points_on_the_table_corners_give_the_table_top() -> None:
+    calibration = {
+        "kind": "four_points",
+        "image_points": A4_POINTS,
+        "rectangle_cm": [120, 80],
+        "table_top": True,
+    }
+    setup = source_setup("cam", 1, _spec(calibration=calibration))
+    assert setup.calibration is not None
+    assert setup.calibration.table_cm == (0.0, 0.0, 120.0, 80.0)
+    distances = {"ab": 120, "bc": 80, "cd": 120, "da": 80, "ac": 144.22}
+    by_distances = {**calibration, "rectangle_cm": None, "distances_cm": distances}
+    with pytest.raises(SourceSetupError, match="table_top needs"):
+        source_setup("cam", 1, _spec(calibration=by_distances))
