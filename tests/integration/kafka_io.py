@@ -34,7 +34,7 @@ Item = tuple[str, bytes, list] | tuple[str, bytes, list, int | None]
 class Record:
     """One record read back from a topic."""
 
-    request_id: str  # the record key, else its `request-id` header, else ""
+    request_id: str  # its `request-id` header, else the record key (images go by source), else ""
     value: bytes
     topic: str
     partition: int
@@ -47,12 +47,10 @@ class Record:
 
 
 def _request_id(key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> str:
-    if key:
-        return key.decode("utf-8", "replace")
     for name, value in headers or ():
         if name == "request-id":
             return value.decode("utf-8", "replace")
-    return ""
+    return key.decode("utf-8", "replace") if key else ""
 
 
 def _shown(ids: Iterable[str], limit: int = 20) -> str:

@@ -67,7 +67,7 @@ def _post(url: str, headers: dict, name: str, data: bytes, kind: str, **params) 
 
 
 async def _image_records(settings: Settings) -> dict[str, tuple[dict[str, bytes], bytes]]:
-    """request id → (headers, value) of every message on the images topic."""
+    """request id → (headers, value) of every message on the images topic (keyed by source)."""
     topic = TopicNames(settings.topic_prefix).images
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
@@ -80,7 +80,8 @@ async def _image_records(settings: Settings) -> dict[str, tuple[dict[str, bytes]
         while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for r in records:
-                    found[r.key.decode()] = (dict(r.headers), r.value)
+                    headers = dict(r.headers)
+                    found[headers["request-id"].decode()] = (headers, r.value)
         return found
     finally:
         await consumer.stop()
@@ -133,6 +134,7 @@ def test_small_uploads_travel_inline_large_ones_by_claim_check(api: ApiServer) -
     assert inline_headers["content-type"] == b"image/jpeg"
     assert inline_value == small
     claim_headers, claim_value = records[claim_id]
+    assert {r[0]["source-id"] for r in records.values()} == {b"desk-9"}
     assert claim_headers["content-type"] == IMAGE_REF_CONTENT_TYPE.encode()
     assert orjson.loads(claim_value)["image_ref"] == key
 

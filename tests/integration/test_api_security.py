@@ -48,6 +48,12 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("PUT", "/api/v1/rules/{rule_id}", ("manager", "admin")),
     ("DELETE", "/api/v1/rules/{rule_id}", ("manager", "admin")),
     ("POST", "/api/v1/rules/{rule_id}/backtest", ("analyst", "manager", "admin")),
+    ("GET", "/api/v1/sources", ROLES),
+    ("PUT", "/api/v1/sources/{source_id}", ("manager", "admin")),
+    ("GET", "/api/v1/sources/{source_id}", ROLES),
+    ("GET", "/api/v1/sources/{source_id}/versions", ROLES),
+    ("GET", "/api/v1/sources/{source_id}/state", ROLES),
+    ("DELETE", "/api/v1/sources/{source_id}", ("manager", "admin")),
     ("GET", "/api/v1/dashboard/summary", ROLES),
     ("GET", "/api/v1/servers", ("manager", "admin")),
     ("POST", "/api/v1/servers/{worker_id}/commands", ("manager", "admin")),
@@ -73,6 +79,8 @@ def _request_kwargs(method: str, path: str) -> dict:
         return {"json": {"action": "pause"}}
     if path.endswith("/events"):
         return {"params": {"timeout": 1}}
+    if path.startswith("/api/v1/sources/") and method == "PUT":
+        return {"json": {"name": "a camera"}}
     if path in ("/api/v1/rules", "/api/v1/rules/parse") or method == "PUT":
         return {"json": RULE_TEXT}
     return {}
@@ -95,6 +103,7 @@ def test_every_role_against_every_route(api: ApiServer) -> None:
         path = template.format(
             request_id="r-unknown",
             rule_id=rule_id,
+            source_id="security-cam",
             worker_id="nobody",
             username="nobody",
             key_id="0",
