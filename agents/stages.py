@@ -23,7 +23,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from core import worker_metrics as metrics
-from core.imaging import ImageRejected
+from core.imaging import DecodedImage, ImageRejected
+from core.imaging.privacy import Concealed, blur_original
 from core.models.class_map import ROLES
 from core.models.letterbox import Letterbox
 from core.models.manager import ModelBudgetError, ModelMismatchError
@@ -38,8 +39,9 @@ from core.pipeline.intake import (
     request_id_hint,
 )
 from core.pipeline.prepare import model_input, prepare
-from core.positioning import analyze
+from core.positioning import SceneFacts, analyze
 from core.positioning.serialize import facts_to_dict
+from core.rules import Verdict
 from core.tracking import follow_frame
 from infra import tracing
 from infra.failures import is_fatal
@@ -47,7 +49,14 @@ from infra.logging_setup import bind_context
 from infra.object_store import InvalidObjectKey, ObjectNotFound
 from infra.object_store.keys import upload_key
 from infra.rule_actions import alert_payload
-from schemas.messages import IMAGE_REF_CONTENT_TYPE, AnalysisResult, DeadLetter, ErrorInfo, ImageRef
+from schemas.messages import (
+    IMAGE_REF_CONTENT_TYPE,
+    AnalysisResult,
+    DeadLetter,
+    ErrorInfo,
+    ImageRef,
+    PrivacyOut,
+)
 from schemas.stages import (
     DetectedImage,
     LetterboxInfo,
@@ -233,10 +242,30 @@ class _Input:
 async def _keep_original(
     ctx: PipelineContext, source_id: str, request_id: str, data: bytes, image_format: str = "bin"
 ) -> str | None:
-    """Keep the bytes as received (for inspection and replay), when there are any to keep."""
+    """Keep the bytes as received (for inspection and replay), when there are any to keep. With
+    MUGPOS_PRIVACY_BLUR they are kept blurred, and only when they decode: bytes that cannot be
+    searched for faces might still show someone to a more forgiving decoder."""
     if not 0 < len(data) <= ctx.settings.max_image_bytes:
         return None
+    if ctx.settings.privacy_blur == "faces":
+        try:
+            data = (await _conceal(ctx, data)).data
+        except Exception as exc:  # whatever the decoder throws: a poison input may be why
+            if is_fatal(exc):
+                raise
+            log.info("%s is not kept: it cannot be searched for faces", request_id)
+            return None
     return (await ctx.store.put(upload_key(source_id, request_id, image_format), data)).key
+
+
+async def _conceal(
+    ctx: PipelineContext, data: bytes, seen: DecodedImage | None = None
+) -> Concealed:
+    """The picture with its faces blurred (core.imaging.privacy), on the decode pool."""
+    with tracing.span("privacy blur"):
+        return await asyncio.get_running_loop().run_in_executor(
+            ctx.decode_executor, blur_original, data, ctx.limits, seen
+        )
 
 
 @dataclass(slots=True)
@@ -316,9 +345,11 @@ async def _intake(
 
     data = item.data
     object_key: str | None = None
+    privacy: PrivacyOut | None = None  # set by an API that stored its claim check blurred
     if headers.content_type == IMAGE_REF_CONTENT_TYPE:
         try:
-            object_key = ImageRef.model_validate_json(data).image_ref
+            ref = ImageRef.model_validate_json(data)
+            object_key, privacy = ref.image_ref, ref.privacy
             data = (await ctx.store.get(object_key)).data
         except (ValidationError, ObjectNotFound, InvalidObjectKey) as exc:
             await refuse("bad_image_ref", _BAD_REF[type(exc)], object_key)
@@ -336,17 +367,27 @@ async def _intake(
         await refuse(exc.reason, str(exc), object_key)
         return None
     image = prepared.image
-    if object_key is None:
+    kept = None if object_key else data  # what to store: a claim check is stored already
+    if ctx.settings.privacy_blur == "faces" and privacy is None:
+        # The model reads the unblurred pixels (a mug in a hand near a face stays visible);
+        # only the kept original is blurred. A claim check someone stored unblurred is replaced.
+        concealed = await _conceal(ctx, data, image)
+        privacy = PrivacyOut(blurred="faces", regions=concealed.regions)
+        if object_key is None or concealed.regions:
+            kept = concealed.data
+    if kept is not None:
         object_key = (
             await ctx.store.put(
-                upload_key(headers.source_id, request_id, image.format),
-                data,
+                object_key or upload_key(headers.source_id, request_id, image.format),
+                kept,
                 content_type=image.content_type,
             )
         ).key
     took = _ms(started)
     metrics.STAGE_SECONDS.labels("preprocess").observe(took / 1000)
-    record = _prepared(headers, request_id, received, item.origin, prepared, object_key, took)
+    record = _prepared(
+        headers, request_id, received, item.origin, prepared, object_key, took, privacy
+    )
     return Admitted(record, prepared.pixels, prepared.model_input_png)
 
 
@@ -440,6 +481,7 @@ def _prepared(
     prepared: Any,
     object_key: str,
     took_ms: float,
+    privacy: PrivacyOut | None,
 ) -> PreparedImage:
     image = prepared.image
     return PreparedImage(
@@ -458,6 +500,7 @@ def _prepared(
             "size_bytes": image.size_bytes,
             "object_key": object_key,
         },
+        privacy=privacy,
         letterbox=LetterboxInfo(**asdict(prepared.box)),
         timings_ms={"preprocess": took_ms},
     )
@@ -577,7 +620,6 @@ async def detect(
                 ctx.inference_executor, _run_model, ctx, pixels, boxes, floor, ref
             )
 
-    models = ctx.models
     now_ns = time.time_ns()
     for admitted in batch:
         if admitted.ready_ns:
@@ -732,6 +774,7 @@ async def conclude(
     trackers = await ctx.states.trackers(s for s, setup in setups.items() if setup.version)
     results: list[AnalysisResult] = []
     alerts: list[tuple[str, bytes, tracing.ImageTrace]] = []
+    dropped: list[str] = []  # originals of passing results, with MUGPOS_KEEP_ORIGINALS=failures
     for item, image in zip(items, images, strict=True):
         started = time.perf_counter()
         setup = setups[item.source_id]
@@ -749,6 +792,14 @@ async def conclude(
                     tracker, item.request_id, facts, verdicts, rules_by_id, size, _frame_time(item)
                 )
                 verdicts, tracks = followed.verdicts, followed.tracks
+        meta = item.image
+        if (
+            ctx.settings.keep_originals == "failures"
+            and meta.object_key
+            and _passes(facts, verdicts)
+        ):
+            dropped.append(meta.object_key)
+            meta = meta.model_copy(update={"object_key": None})
         completed = datetime.now(UTC)
         since = item.submitted_at or item.received_at
         results.append(
@@ -758,7 +809,8 @@ async def conclude(
                 status="ok",
                 submitted_at=item.submitted_at,
                 completed_at=completed,
-                image=item.image,
+                image=meta,
+                privacy=item.privacy,
                 detections=item.detections,
                 positioning=facts_to_dict(assessment.facts),
                 verdicts=[asdict(v) for v in verdicts],
@@ -784,6 +836,8 @@ async def conclude(
     await ctx.states.save(trackers)  # before the results: a redone batch finds its frames applied
     if results:
         await sink(ctx, producer, results, images)
+    # Only once the results (which no longer point at them) are stored: a failure redoes the batch.
+    await asyncio.gather(*(ctx.store.delete(key) for key in dropped))
     await asyncio.gather(
         *(publish(producer, ctx.topics.alerts, rid, data, i) for rid, data, i in alerts)
     )
@@ -794,6 +848,11 @@ def _unseen(item: DetectedImage) -> frozenset[str]:
     if item.model is None or item.model.roles is None:
         return frozenset()
     return frozenset(ROLES) - set(item.model.roles)
+
+
+def _passes(facts: SceneFacts, verdicts: list[Verdict]) -> bool:
+    """Nothing to show anyone: no rule failed and no mug fails a placement check."""
+    return all(v.passed is not False for v in verdicts) and not any(m.failing for m in facts.mugs)
 
 
 def _frame_time(item: DetectedImage) -> float:

@@ -9,6 +9,7 @@ as a claim check. The bookkeeping around an accepted upload — the `pending` st
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 import zipfile
@@ -23,10 +24,11 @@ from api.services import ApiServices
 from core.config import Settings
 from core.imaging import ImageRejected, probe_image
 from core.imaging.decode import CONTENT_TYPES, EMPTY, TOO_LARGE, TOO_MANY_PIXELS
+from core.imaging.privacy import blur_original
 from core.pipeline.intake import IntakeError, parse_headers
 from infra import tracing
 from infra.object_store.keys import upload_key
-from schemas.messages import IMAGE_REF_CONTENT_TYPE, ImageRef
+from schemas.messages import IMAGE_REF_CONTENT_TYPE, ImageRef, PrivacyOut
 from schemas.topics import partition_key
 
 # Half of Kafka's default message limit (message.max.bytes / max.request.size, 1 MiB): room for
@@ -96,11 +98,18 @@ async def enqueue(
         value = data
     else:
         key = upload_key(source_id, request_id, kind, now)
+        stored, privacy = data, None
+        if svc.settings.privacy_blur == "faces":
+            stored, privacy = await _blurred(svc, data)
         await svc.store.put(
-            key, data, content_type=content_type, metadata={"request-id": request_id}
+            key, stored, content_type=content_type, metadata={"request-id": request_id}
         )
-        ref = ImageRef(image_ref=key, content_type=content_type, size_bytes=len(data))
-        value, content_type = ref.model_dump_json().encode(), IMAGE_REF_CONTENT_TYPE
+        ref = ImageRef(
+            image_ref=key, content_type=content_type, size_bytes=len(stored), privacy=privacy
+        )
+        # Without `privacy: null`: a worker of an earlier release refuses fields it does not know.
+        value = ref.model_dump_json(exclude_none=True).encode()
+        content_type = IMAGE_REF_CONTENT_TYPE
     headers = [
         ("request-id", request_id.encode()),
         ("source-id", source_id.encode()),
@@ -116,6 +125,17 @@ async def enqueue(
     await svc.results.mark_pending(request_id, source_id, now)
     svc.metrics.analysis_requests.labels("accepted").inc()
     return Accepted(request_id, source_id, key, kind, size[0], size[1], len(data))
+
+
+async def _blurred(svc: ApiServices, data: bytes) -> tuple[bytes, PrivacyOut]:
+    """The upload with its faces blurred, before anything is stored: this object is the original
+    the worker keeps (it reads `privacy` from the claim check and does not look again). A picture
+    that cannot be decoded to look for faces is refused, never stored."""
+    try:
+        concealed = await asyncio.to_thread(blur_original, data, svc.limits)
+    except ImageRejected as exc:
+        raise Problem(_STATUS_BY_REASON.get(exc.reason, 422), str(exc), code=exc.reason) from None
+    return concealed.data, PrivacyOut(blurred="faces", regions=concealed.regions)
 
 
 # One file of a batch: name, its bytes or why it was refused before being looked at, declared type.

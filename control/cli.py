@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from control.api_cli import api, users_app
+from control.backup_cli import backup, restore
 from control.client_cli import login, logout, results_app, submit
 from control.console import console, load_or_exit
 from control.dlq_cli import dlq_app
@@ -49,6 +50,8 @@ app.command()(login)
 app.command()(logout)
 app.command()(submit)
 app.add_typer(results_app, name="results")
+app.command()(backup)
+app.command()(restore)
 
 
 def _print_version(value: bool) -> None:
@@ -115,11 +118,36 @@ def check(timeout: Annotated[float, typer.Option(help="Seconds per component.")]
 
 @app.command()
 def setup() -> None:
-    """Declare topics, create MongoDB indexes and the bucket. Safe to repeat."""
+    """Declare topics, create MongoDB indexes and the bucket, and set the retention of results
+    and originals. Safe to repeat."""
     from infra.provision import provision
 
     for name, outcome in asyncio.run(provision(load_or_exit())).items():
         console.print(f"{name}: {outcome}")
+
+
+@app.command()
+def gc() -> None:
+    """Delete originals and result objects past their retention (MUGPOS_ORIGINAL_RETENTION_DAYS,
+    MUGPOS_RESULT_RETENTION_DAYS): for a store without lifecycle rules, e.g. daily from cron."""
+    from infra.object_store import create_object_store
+    from infra.retention import expiry_by_prefix, sweep
+
+    settings = load_or_exit()
+    days = expiry_by_prefix(settings)
+    if all(d is None for d in days.values()):
+        console.print("no retention configured: nothing expires")
+        return
+
+    async def run() -> dict[str, int]:
+        store = create_object_store(settings)
+        try:
+            return await sweep(store, days)
+        finally:
+            await store.close()
+
+    for prefix, count in asyncio.run(run()).items():
+        console.print(f"{prefix}: {count} object(s) older than {days[prefix]} day(s) deleted")
 
 
 @app.command()

@@ -148,7 +148,28 @@ class Settings(BaseSettings):
     max_image_pixels: PositiveInt = Field(
         40_000_000, description="Largest accepted width x height (decompression bombs)."
     )
+    privacy_blur: Literal["off", "faces"] = Field(
+        "off",
+        description="`faces`: faces are blurred in every kept original (so in annotated images "
+        "too) before it is stored; the model still sees the unblurred picture in memory.",
+    )
     result_cache_ttl_s: PositiveInt = Field(300, description="Redis TTL of stored results.")
+    # Data lifecycle, applied by `mugpos setup` (and `mugpos gc` where the store has no lifecycle)
+    result_retention_days: PositiveInt | None = Field(
+        None,
+        description="Days a result is kept: a TTL index on MongoDB's results and a lifecycle "
+        "rule on `analysis-results/` (result.json, annotated images); unset: forever.",
+    )
+    original_retention_days: PositiveInt | None = Field(
+        None,
+        description="Days an original image is kept: a lifecycle rule on `user-uploads/`; "
+        "unset: forever.",
+    )
+    keep_originals: Literal["all", "failures"] = Field(
+        "all",
+        description="`failures`: the original of a result that passes (no failed rule, no "
+        "failing mug) is deleted once the result is stored; its `image.object_key` is null.",
+    )
     fetch_max_wait_ms: PositiveInt = Field(
         100,
         le=1500,

@@ -19,12 +19,28 @@ class _Message(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
+class PrivacyOut(BaseModel):
+    """What was blurred out of the kept original (MUGPOS_PRIVACY_BLUR)."""
+
+    blurred: Literal["faces"] = Field(
+        description="What was looked for and blurred before the original was stored."
+    )
+    regions: int = Field(
+        ge=0, description="How many were found and blurred; 0: none found, stored as received."
+    )
+
+
 class ImageRef(_Message):
     """Claim check: the input image lives in the object store, not in the Kafka message."""
 
     image_ref: str = Field(description="Object key of the original image.")
     content_type: str | None = None
     size_bytes: int | None = Field(None, ge=0)
+    privacy: PrivacyOut | None = Field(
+        None,
+        description="Set by the API when it stored the object already blurred: the worker "
+        "reports it and does not look again.",
+    )
 
 
 class ImageMeta(BaseModel):
@@ -116,6 +132,9 @@ class AnalysisResult(_Message):
     submitted_at: datetime | None = None
     completed_at: datetime
     image: ImageMeta | None = None
+    privacy: PrivacyOut | None = Field(
+        None, description="Set when faces are blurred out of kept originals; null: they are not."
+    )
     detections: list[DetectionOut] = Field(default_factory=list)
     positioning: dict[str, object] | None = Field(
         None, description="Scene and per-mug facts in cm, scores and recommendations."

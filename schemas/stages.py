@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.messages import DetectionOut, ImageMeta, ModelRef
+from schemas.messages import DetectionOut, ImageMeta, ModelRef, PrivacyOut
 
 
 class Origin(BaseModel):
@@ -39,6 +39,7 @@ class StageMessage(BaseModel):
     received_at: datetime
     options: dict[str, object] = Field(default_factory=dict)
     image: ImageMeta
+    privacy: PrivacyOut | None = None  # what intake blurred out of the kept original
     letterbox: LetterboxInfo
     origin: Origin
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from infra.object_store.base import validate_key
 
 _SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._-]+")
+ORIGINALS_PREFIX = "user-uploads/"
+RESULTS_PREFIX = "analysis-results/"
 
 
 def _segment(value: str) -> str:
@@ -23,14 +25,14 @@ def upload_key(
     when = (when or datetime.now(UTC)).astimezone(UTC)
     ext = _segment(extension.lower().lstrip(".")) or "bin"
     return validate_key(
-        f"user-uploads/{_segment(source_id)}/{when:%Y-%m-%d}/{_segment(request_id)}.{ext}"
+        f"{ORIGINALS_PREFIX}{_segment(source_id)}/{when:%Y-%m-%d}/{_segment(request_id)}.{ext}"
     )
 
 
 def result_key(request_id: str, name: str, when: datetime | None = None) -> str:
     """`analysis-results/{YYYY}/{MM}/{DD}/{request_id}/{name}`: e.g. result.json, annotated.jpg."""
     when = (when or datetime.now(UTC)).astimezone(UTC)
-    return validate_key(f"analysis-results/{when:%Y/%m/%d}/{_segment(request_id)}/{_segment(name)}")
+    return validate_key(f"{RESULTS_PREFIX}{when:%Y/%m/%d}/{_segment(request_id)}/{_segment(name)}")
 
 
 def model_prefix(name: str, version: str) -> str:

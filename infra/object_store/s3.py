@@ -34,6 +34,9 @@ T = TypeVar("T")
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
+_OURS = "mugpos-expire:"  # the ID prefix of the lifecycle rules this system manages
+
+
 class S3ObjectStore(ObjectStore):
     def __init__(
         self,
@@ -200,6 +203,41 @@ class S3ObjectStore(ObjectStore):
                 self._s3().create_bucket(Bucket=self.bucket)
 
         await self._run(create)
+
+    async def set_expiry(self, days_by_prefix: dict[str, int | None]) -> dict[str, int]:
+        """Lifecycle rules expiring objects under each prefix after its days (None: no rule),
+        as `mugpos setup` sets them; rules of other prefixes (an operator's own) are kept.
+        Returns the rules of ours now in force, prefix -> days."""
+
+        def apply() -> dict[str, int]:
+            try:
+                current = self._call(None, "get_bucket_lifecycle_configuration")["Rules"]
+            except ObjectStoreError as exc:
+                if "NoSuchLifecycleConfiguration" not in str(exc):
+                    raise
+                current = []
+            others = [r for r in current if not str(r.get("ID", "")).startswith(_OURS)]
+            ours = {p: d for p, d in days_by_prefix.items() if d is not None}
+            rules = others + [
+                {
+                    "ID": f"{_OURS}{prefix}",
+                    "Filter": {"Prefix": prefix},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": days},
+                }
+                for prefix, days in sorted(ours.items())
+            ]
+            if rules:
+                self._call(
+                    None,
+                    "put_bucket_lifecycle_configuration",
+                    LifecycleConfiguration={"Rules": rules},
+                )
+            elif current:
+                self._call(None, "delete_bucket_lifecycle")
+            return ours
+
+        return await self._run(apply)
 
     async def health(self) -> str:
         await self._run(self._call, None, "head_bucket")

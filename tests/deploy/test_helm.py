@@ -51,7 +51,12 @@ def _workers(objects: list[dict]) -> dict[str, dict]:
 
 
 def _pod_specs(objects: list[dict]) -> list[dict]:
-    return [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "Job")]
+    specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "Job")]
+    return specs + [
+        o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        for o in objects
+        if o["kind"] == "CronJob"
+    ]
 
 
 def _env(container: dict) -> dict[str, str]:
