@@ -43,12 +43,18 @@ def _traced(settings: Settings, spans: Path) -> Settings:
     return api_settings(settings, otel_file=spans, otel_sample_ratio=1.0)
 
 
-def _spans_of(path: Path, trace_id: str, until: set[str], timeout_s: float = 20) -> list[dict]:
-    """The trace's spans once every name in `until` is there (exporters write in batches)."""
+def _spans_of(
+    path: Path, trace_id: str, until: set[str], timeout_s: float = 20, *, root: bool = False
+) -> list[dict]:
+    """The trace's spans once every name in `until` is there (exporters write in batches), and
+    with `root` once the root is too: a request span ends, and is written, after its children
+    (the API's upload span after the result it waited for)."""
     deadline = time.monotonic() + timeout_s
     while True:
         spans = [s for s in read_spans(path) if s["trace_id"] == trace_id]
-        if until <= {s["name"] for s in spans} or time.monotonic() > deadline:
+        named = until <= {s["name"] for s in spans}
+        rooted = not root or any(s["parent_id"] is None for s in spans)
+        if (named and rooted) or time.monotonic() > deadline:
             return spans
         time.sleep(0.25)
 
@@ -116,7 +122,7 @@ def test_one_trace_joins_upload_stages_and_result(traced_stack) -> None:
     assert len(result.trace_id) == 32
 
     wanted = FUSED_SPANS | ({"sink redis"} if settings.redis_url else set())
-    spans = _spans_of(spans_file, result.trace_id, wanted)
+    spans = _spans_of(spans_file, result.trace_id, wanted, root=True)
     names = {s["name"] for s in spans}
     assert wanted <= names, sorted(wanted - names)
     root = _assert_one_tree(spans, result.trace_id)
