@@ -785,13 +785,20 @@ async def conclude(
         rules = setup.rules(rule_set.rules)
         with tracing.child(image, "rules", rules=len(rules)):
             assessment = evaluate_rules(facts, rules)
-            verdicts = [replace(v, instant_passed=v.passed) for v in assessment.verdicts]
             tracks: list[dict[str, Any]] = []
             if (tracker := trackers.get(item.source_id)) is not None:
                 followed = follow_frame(
-                    tracker, item.request_id, facts, verdicts, rules_by_id, size, _frame_time(item)
+                    tracker,
+                    item.request_id,
+                    facts,
+                    assessment.verdicts,
+                    rules_by_id,
+                    size,
+                    _frame_time(item),
                 )
                 verdicts, tracks = followed.verdicts, followed.tracks
+            else:  # judged alone: the picture's own outcome is the one in force
+                verdicts = [replace(v, instant_passed=v.passed) for v in assessment.verdicts]
         meta = item.image
         if (
             ctx.settings.keep_originals == "failures"

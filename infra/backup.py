@@ -26,6 +26,7 @@ from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
+from core.release import installed_version
 from infra.mongo import (
     ACTIVITY_LOGS,
     ANALYSIS_RESULTS,
@@ -136,15 +137,6 @@ class Listing:
     manifest: Manifest | None
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mugpos")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _key(name: str, file: str) -> str:
     return f"{PREFIX}{name}/{file}"
 
@@ -226,7 +218,7 @@ async def backup(
             part_bytes=part_bytes,
             progress=progress,
         )
-    manifest = Manifest(name, now.isoformat(), _version(), db.name, tuple(files))
+    manifest = Manifest(name, now.isoformat(), installed_version(), db.name, tuple(files))
     await store.put(_key(name, MANIFEST), manifest.encode(), content_type="application/json")
     return manifest
 

@@ -208,7 +208,6 @@ class RuleCache:
         self._redis = redis
         self._key = f"{prefix}:rules:active"
         self._feed = ChangeFeed(redis, f"{prefix}:rules:changed", "rules")
-        self.channel = self._feed.channel
         self._l1: RuleSet | None = None
         self._listeners: list[Callable[[RuleSet], None]] = []
         self.loads_from_db = 0

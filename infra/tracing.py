@@ -48,6 +48,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from core.config import Settings
+from core.release import installed_version
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def setup(
         if _provider is not None:
             return True
         resource = {
-            "service.version": _version(),
+            "service.version": installed_version(),
             "service.instance.id": instance_id or f"{socket.gethostname()}-{os.getpid()}",
             "host.name": socket.gethostname(),
             "process.pid": os.getpid(),
@@ -188,15 +189,6 @@ def shutdown() -> None:
         if _provider is not None:
             _provider.shutdown()
             _provider = None
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mugpos")
-    except PackageNotFoundError:
-        return "0"
 
 
 # --- Sampling --------------------------------------------------------------------------------
