@@ -53,6 +53,11 @@ async def test_a_model_error_on_one_image_fails_it_alone(deployment: Settings, t
     assert max(sizes) >= 2, "the poison image did not share a batch"
 
 
+def _counted(log: str) -> list[str]:
+    """The failure numbers a worker's log reports for the fused stage."""
+    return re.findall(rf"{FUSED} failed on .* \(failure (\d) of 3\)", log)
+
+
 async def _failures(settings: Settings) -> int:
     client = mongo.create_client(settings)
     try:
@@ -73,6 +78,10 @@ async def test_a_poison_input_is_dead_lettered_after_3_failures_counted_across_a
     try:
         await publish(deployment, [("poison", poison, [("source-id", b"cam-p")], 0)])
         await eventually(lambda: _failures(deployment), 90, "a failure counted in MongoDB")
+        # The count is stored before the failure is logged: wait for the line too.
+        await eventually(
+            lambda: _counted(first.log_path.read_text(errors="replace")), 30, "w1's log"
+        )
     finally:
         first.kill()
     after = [f"after-{i}" for i in range(5)]
@@ -97,7 +106,7 @@ async def test_a_poison_input_is_dead_lettered_after_3_failures_counted_across_a
     assert letter.object_key.startswith("user-uploads/cam-p/")
     assert all(copy.status == "ok" for rid in after for copy in published[rid])
     logs = [w.log_path.read_text(errors="replace") for w in (first, second)]
-    counted = [re.findall(rf"{FUSED} failed on .* \(failure (\d) of 3\)", log) for log in logs]
+    counted = [_counted(log) for log in logs]
     assert sorted(counted[0] + counted[1]) == ["1", "2", "3"], counted
     assert "1" not in counted[1], "the restarted worker counted from zero"
     assert await _failures(deployment) == 0  # forgotten once dead-lettered
