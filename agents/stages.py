@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-import orjson
 from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from core import worker_metrics as metrics
+from core.alerts import Frame, alert_events
 from core.imaging import DecodedImage, ImageRejected
 from core.imaging.privacy import Concealed, blur_original
 from core.models.class_map import ROLES
@@ -48,7 +48,6 @@ from infra.failures import is_fatal
 from infra.logging_setup import bind_context
 from infra.object_store import InvalidObjectKey, ObjectNotFound
 from infra.object_store.keys import upload_key
-from infra.rule_actions import alert_payload
 from schemas.messages import (
     IMAGE_REF_CONTENT_TYPE,
     AnalysisResult,
@@ -65,7 +64,7 @@ from schemas.stages import (
     pack_prepared,
     unpack_prepared,
 )
-from schemas.topics import STAGE_MESSAGE_MAX_BYTES, partition_key
+from schemas.topics import STAGE_MESSAGE_MAX_BYTES, UNNAMED_SOURCES, partition_key
 from streams.context import PipelineContext
 
 log = logging.getLogger(__name__)
@@ -761,7 +760,7 @@ async def conclude(
     items: list[DetectedImage],
     images: list[tracing.ImageTrace] | None = None,
 ) -> None:
-    """Positioning + rules for a batch, one batched sink; alerts for failed alerting rules.
+    """Positioning + rules for a batch, one batched sink; the alert events it makes (core.alerts).
     `images`: the items' traces (spans `positioning`, `rules`, the sink's writes, `publish`;
     each result carries its trace id)."""
     images = images or [tracing.OFF] * len(items)
@@ -770,8 +769,9 @@ async def conclude(
     setups = {
         sid: await ctx.sources.setup(sid) for sid in dict.fromkeys(i.source_id for i in items)
     }
-    # Registered sources are tracked over time; a picture of any other source is judged alone.
-    trackers = await ctx.states.trackers(s for s, setup in setups.items() if setup.version)
+    # Named sources keep a state between frames (their alerts); registered ones are tracked
+    # over time too. A picture of no particular source is judged alone.
+    trackers = await ctx.states.trackers(s for s in setups if s not in UNNAMED_SOURCES)
     results: list[AnalysisResult] = []
     alerts: list[tuple[str, bytes, tracing.ImageTrace]] = []
     dropped: list[str] = []  # originals of passing results, with MUGPOS_KEEP_ORIGINALS=failures
@@ -783,10 +783,15 @@ async def conclude(
         with tracing.child(image, "positioning", detections=len(detections)):
             facts = analyze(detections, size, setup.calibration, unseen=_unseen(item))
         rules = setup.rules(rule_set.rules)
+        tracker = trackers.get(item.source_id)
+        state = tracker.state if tracker is not None else None
+        fresh = state is not None and not state.seen(item.request_id)
+        frame_at = _frame_time(item)
+        tracked: dict[int, str] | None = None
         with tracing.child(image, "rules", rules=len(rules)):
             assessment = evaluate_rules(facts, rules)
             tracks: list[dict[str, Any]] = []
-            if (tracker := trackers.get(item.source_id)) is not None:
+            if tracker is not None and setup.version:
                 followed = follow_frame(
                     tracker,
                     item.request_id,
@@ -794,11 +799,27 @@ async def conclude(
                     assessment.verdicts,
                     rules_by_id,
                     size,
-                    _frame_time(item),
+                    frame_at,
                 )
                 verdicts, tracks = followed.verdicts, followed.tracks
+                tracked, frame_at = followed.tracked, followed.at
             else:  # judged alone: the picture's own outcome is the one in force
                 verdicts = [replace(v, instant_passed=v.passed) for v in assessment.verdicts]
+                if state is not None:
+                    frame_at = max(frame_at, state.frame_at or frame_at)
+                    if fresh:
+                        state.frame_at = frame_at
+                        state.remember(item.request_id)
+            events = alert_events(
+                Frame(item.source_id, item.request_id, frame_at, item.captured_at),
+                verdicts,
+                rules_by_id,
+                state,
+                tracked,
+                fresh=fresh,
+                cooldown_s=ctx.settings.alert_cooldown_s,
+                source_webhooks=setup.webhooks,
+            )
         meta = item.image
         if (
             ctx.settings.keep_originals == "failures"
@@ -831,22 +852,14 @@ async def conclude(
                 trace_id=image.trace_id,
             )
         )
-        alerts += [
-            (
-                item.request_id,
-                orjson.dumps(alert_payload(v, item.request_id, item.source_id)),
-                image,
-            )
-            for v in verdicts
-            if v.passed is False and "alert" in v.actions
-        ]
+        alerts += [(_key(item), event.model_dump_json().encode(), image) for event in events]
     await ctx.states.save(trackers)  # before the results: a redone batch finds its frames applied
     if results:
         await sink(ctx, producer, results, images)
     # Only once the results (which no longer point at them) are stored: a failure redoes the batch.
     await asyncio.gather(*(ctx.store.delete(key) for key in dropped))
     await asyncio.gather(
-        *(publish(producer, ctx.topics.alerts, rid, data, i) for rid, data, i in alerts)
+        *(publish(producer, ctx.topics.alerts, key, data, i) for key, data, i in alerts)
     )
 
 

@@ -170,6 +170,30 @@ class Settings(BaseSettings):
         description="`failures`: the original of a result that passes (no failed rule, no "
         "failing mug) is deleted once the result is stored; its `image.object_key` is null.",
     )
+    alert_cooldown_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="Once an alert of a (source, rule, subject) is raised, it is not raised again "
+        "for this long, even if it resolved meanwhile (a flapping mug alerts once).",
+    )
+    webhook_attempts: int = Field(
+        6, ge=1, le=20, description="Tries per webhook delivery before it is dead-lettered."
+    )
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Longest one webhook request may take."
+    )
+    webhook_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="First wait between webhook tries; doubled each time with jitter, at most 60 s.",
+    )
+    webhook_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='JSON list of networks (CIDR, e.g. ["10.1.0.0/16"]) webhooks may reach '
+        "although they are private, loopback or link-local (refused by default: SSRF).",
+    )
     fetch_max_wait_ms: PositiveInt = Field(
         100,
         le=1500,
@@ -445,6 +469,16 @@ class Settings(BaseSettings):
     def _check_jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (HS256 needs a long random key)")
+        return value
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is no network (CIDR, e.g. 10.1.0.0/16)") from None
         return value
 
     @field_validator("encryption_key")

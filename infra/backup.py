@@ -37,6 +37,8 @@ from infra.mongo import (
     SOURCE_STATES,
     SOURCES,
     USERS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ENDPOINTS,
     ensure_indexes,
 )
 from infra.object_store import ObjectNotFound, ObjectStore
@@ -47,20 +49,23 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 # Everything a deployment cannot rebuild: rule and source histories (every version, for the
 # audit of which version judged which image), accounts and API keys, tracked sources' held
-# verdicts, results, the audit log, and which dead letters were replayed (so none is replayed
-# twice after a restore).
+# verdicts and open alerts, webhook endpoints (secrets encrypted with MUGPOS_ENCRYPTION_KEY: restore
+# with the same key), results, the audit log, and which dead letters were replayed (so none is
+# replayed twice after a restore).
 COLLECTIONS = (
     RULES,
     USERS,
     API_KEYS,
     SOURCES,
     SOURCE_STATES,
+    WEBHOOK_ENDPOINTS,
     ANALYSIS_RESULTS,
     ACTIVITY_LOGS,
     DLQ_REPLAYS,
 )
-# Left out on purpose: retry counters forgotten after 7 days, and 30-second WebSocket tickets.
-SKIPPED = (DELIVERY_ATTEMPTS, WS_TICKETS)
+# Left out on purpose: retry counters forgotten after 7 days, 30-second WebSocket tickets, and the
+# webhook delivery log (kept 30 days; a restore would not redeliver anything).
+SKIPPED = (DELIVERY_ATTEMPTS, WS_TICKETS, WEBHOOK_DELIVERIES)
 BATCH = 1000
 PART_BYTES = 64 * 1024 * 1024
 PROGRESS_EVERY = 50_000

@@ -18,6 +18,9 @@ DLQ_REPLAYS = "dlq_replays"  # dead letters already replayed, by topic/partition
 DELIVERY_ATTEMPTS = "delivery_attempts"
 SOURCES = "sources"
 SOURCE_STATES = "source_states"  # tracks and held verdicts, one document per source
+WEBHOOK_ENDPOINTS = "webhook_endpoints"  # by name; secrets encrypted
+WEBHOOK_DELIVERIES = "webhook_deliveries"  # one document per (alert event, endpoint)
+DELIVERY_LOG_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,13 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
             "position_unique",
             unique=True,
         ),
+    ),
+    WEBHOOK_DELIVERIES: (
+        IndexSpec(
+            (("created_at", DESCENDING),), "created_ttl", expire_after_s=DELIVERY_LOG_DAYS * 86_400
+        ),
+        IndexSpec((("endpoint", ASCENDING), ("created_at", DESCENDING)), "endpoint_time"),
+        IndexSpec((("status", ASCENDING), ("created_at", DESCENDING)), "status_time"),
     ),
     # Looked up by _id only; the TTL index forgets the counts of inputs long since settled.
     DELIVERY_ATTEMPTS: (

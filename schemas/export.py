@@ -14,7 +14,10 @@ DEFAULT_DIR = Path(__file__).resolve().parents[1] / "docs" / "schemas"
 
 def render() -> dict[str, str]:
     return {
-        f"{name}.v1.schema.json": json.dumps(model.model_json_schema(), indent=2) + "\n"
+        f"{name}.v{model.model_fields['schema_version'].default}.schema.json": json.dumps(
+            model.model_json_schema(), indent=2
+        )
+        + "\n"
         for name, model in (
             PUBLIC_MESSAGES | {"control-command": ControlCommand, "worker-status": WorkerStatus}
         ).items()

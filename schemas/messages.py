@@ -178,20 +178,52 @@ class DeadLetter(_Message):
     failed_at: datetime
 
 
-class Alert(_Message):
-    """A rule action's alert on `{prefix}.alerts.v1`."""
+class Alert(BaseModel):
+    """An alert event on `{prefix}.alerts.v2`: a rule with an `alert` or `webhook` action began
+    failing for a subject (`raised`), or stopped (`resolved`).
 
-    request_id: str
+    One alert per (source, rule, subject) while it is open, not one per frame: a subject is a
+    tracked mug on a registered source, else the whole scene of a named source, else (pictures of
+    no particular source) the picture itself, which is never resolved. Version 2: version 1 fired
+    for every failing picture and had no event, ids or webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[2] = 2
+    alert_id: str = Field(
+        description="This event's id; a redelivered frame republishes the same id, so receivers "
+        "deduplicate on it."
+    )
+    dedup_key: str = Field(
+        description="The same for the `raised` and `resolved` events of one (source, rule, "
+        "subject): `{source_id}/{rule_id}/{subject}`."
+    )
+    event: Literal["raised", "resolved"]
+    request_id: str = Field(description="The picture whose analysis made this event.")
     source_id: str
     rule_id: str
     rule_version: int
     rule: str
     severity: str
-    subjects: list[int]
-    measured: float | bool | str | None
-    threshold: float | bool | str | None
+    subject: str = Field(
+        description="A track id (`t3`), `scene`, or for a picture of no particular source its "
+        "request id."
+    )
+    subjects: list[int] = Field(
+        default_factory=list, description="Failing mugs/detections in that picture (indices)."
+    )
+    measured: float | bool | str | None = None
+    threshold: float | bool | str | None = None
     message: str
-    raised_at: datetime
+    captured_at: datetime | None = Field(
+        None, description="When the camera took the picture, if its sender said so."
+    )
+    raised_at: datetime = Field(description="When the alert was raised (frame time).")
+    resolved_at: datetime | None = Field(None, description="Set on `resolved` events.")
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description="Webhook endpoints that receive this event (the rule's webhook actions and "
+        "the source's webhooks).",
+    )
 
 
 PUBLIC_MESSAGES: dict[str, type[BaseModel]] = {

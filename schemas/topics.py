@@ -43,8 +43,8 @@ class TopicNames:
 
     @property
     def alerts(self) -> str:
-        """Alerts raised by rule actions."""
-        return f"{self.prefix}.alerts.v1"
+        """Alert events (raised, resolved) of rules with alert or webhook actions."""
+        return f"{self.prefix}.alerts.v2"
 
     @property
     def control(self) -> str:

@@ -8,6 +8,7 @@ own recursion limits (see that module for why).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from core.rules.limits import check_limits
+from core.webhooks import ENDPOINT_NAME_PATTERN
 
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
 Unit = Literal["cm", "mm", "in", "px", "%"]
@@ -71,8 +73,41 @@ class Group(BaseModel):
 
 
 class Action(BaseModel):
+    """What a failing rule does besides its verdict. `alert` and `webhook` raise alert events
+    (core.alerts); a `webhook` action also names the endpoint that receives them
+    (`params.endpoint`, registered with PUT /api/v1/webhooks/{name})."""
+
+    # The document states the check below, so that clients know it (as Hold does).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "webhook"}}},
+            "then": {
+                "required": ["params"],
+                "properties": {
+                    "params": {
+                        "required": ["endpoint"],
+                        "properties": {
+                            "endpoint": {"type": "string", "pattern": ENDPOINT_NAME_PATTERN}
+                        },
+                    }
+                },
+            },
+        }
+    )
+
     type: Literal["alert", "review", "webhook", "tag"]
     params: dict[Key, str] = Field(default_factory=dict, json_schema_extra=_KEYS_SCHEMA)
+
+    @model_validator(mode="after")
+    def _names_its_endpoint(self) -> Action:
+        if self.type == "webhook" and not re.fullmatch(
+            ENDPOINT_NAME_PATTERN, self.params.get("endpoint", "")
+        ):
+            raise ValueError(
+                "a webhook action names its endpoint: params.endpoint, lower-case letters, "
+                "digits, '.', '_' or '-'"
+            )
+        return self
 
 
 # A tag a source can select rules by (`SourceSpec.rules`): short, lower case, no spaces.

@@ -29,6 +29,7 @@ class SourceSetup:
     calibration: Calibration | None
     rule_tags: frozenset[str] | None  # None: every rule applies
     model: str | None  # None: the worker's model
+    webhooks: tuple[str, ...] = ()  # endpoints of every alert raised on the source
 
     def rules(self, rules: Sequence[CompiledRule]) -> tuple[CompiledRule, ...]:
         """The rules of the active set that apply to this source."""
@@ -104,4 +105,4 @@ def source_setup(source_id: str, version: int, spec: SourceSpec) -> SourceSetup:
             px_per_cm=px_per_cm, zones=zones, homography=homography, table_cm=_table(spec)
         )
     tags = frozenset(spec.rules.tags) if isinstance(spec.rules, RuleTags) else None
-    return SourceSetup(source_id, version, calibration, tags, spec.model)
+    return SourceSetup(source_id, version, calibration, tags, spec.model, tuple(spec.webhooks))

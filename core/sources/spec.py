@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, model_validator
 
 from core.rules.spec import Tag
+from core.webhooks import EndpointName
 
 # The source id as the `source-id` header carries it, limited to what reads well in a URL path.
 SOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -122,3 +123,9 @@ class SourceSpec(_Strict):
         examples=["mugdet-synth:1.1.0"],
     )
     sampling: Sampling = Field(default_factory=Sampling)
+    webhooks: list[EndpointName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Webhook endpoints that receive every alert raised on this source, besides "
+        "those its rules' webhook actions name.",
+    )

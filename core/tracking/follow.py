@@ -19,6 +19,8 @@ from core.tracking.tracker import SourceTracker
 class FollowedFrame:
     verdicts: list[Verdict]
     tracks: list[dict[str, Any]]  # schemas.messages.TrackOut fields
+    tracked: dict[int, str]  # {mug index: track id} of this frame (empty when redelivered)
+    at: float  # the frame's time on the source's clock
 
 
 def follow_frame(
@@ -44,7 +46,7 @@ def follow_frame(
         state.frame_at = now
         state.remember(request_id)
     held = hold_verdicts(verdicts, rules, state, tracked, now, advance=advance)
-    return FollowedFrame(held, track_report(state, tracked, now))
+    return FollowedFrame(held, track_report(state, tracked, now), tracked, now)
 
 
 def _when(seconds: float) -> datetime:

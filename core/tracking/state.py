@@ -13,6 +13,8 @@ from core.positioning.geometry import Box
 
 # Request ids of the last frames applied: a redelivered frame is not counted twice.
 REMEMBERED_FRAMES = 256
+# Alert events kept after they were made: a redelivered frame publishes its events again.
+REMEMBERED_ALERTS = 64
 
 
 @dataclass(slots=True)
@@ -42,6 +44,18 @@ class Track:
 
 
 @dataclass(slots=True)
+class AlertMark:
+    """An alert of one (rule, subject): open from `raised` to `resolved`. Kept after it resolves
+    until the cooldown since it was raised is over, so a flapping subject raises it again only
+    then."""
+
+    key: str  # "{rule_id}/{subject}"
+    open: bool
+    raised_at: float
+    raised: dict[str, Any]  # the `raised` event (schemas.messages.Alert, JSON mode)
+
+
+@dataclass(slots=True)
 class SourceState:
     source_id: str
     frames: int = 0
@@ -50,10 +64,14 @@ class SourceState:
     tracks: dict[str, Track] = field(default_factory=dict)
     scene: dict[str, Held] = field(default_factory=dict)  # rule id -> scene-wide outcome
     applied: list[str] = field(default_factory=list)  # request ids, newest last
+    alerts: dict[str, AlertMark] = field(default_factory=dict)  # by AlertMark.key
+    recent_alerts: list[dict[str, Any]] = field(default_factory=list)  # events made, newest last
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["tracks"] = list(data["tracks"].values())  # ids as values: keys must not hold "."
+        # Ids as values: MongoDB keys must not hold "." (rule ids and track ids may).
+        data["tracks"] = list(data["tracks"].values())
+        data["alerts"] = list(data["alerts"].values())
         return data
 
     @classmethod
@@ -71,6 +89,8 @@ class SourceState:
             tracks=tracks,
             scene={k: Held(**v) for k, v in data.get("scene", {}).items()},
             applied=list(data.get("applied", [])),
+            alerts={m["key"]: AlertMark(**m) for m in data.get("alerts", [])},
+            recent_alerts=list(data.get("recent_alerts", [])),
         )
 
     def seen(self, request_id: str) -> bool:
@@ -79,3 +99,7 @@ class SourceState:
     def remember(self, request_id: str) -> None:
         self.applied.append(request_id)
         del self.applied[:-REMEMBERED_FRAMES]
+
+    def remember_alerts(self, events: list[dict[str, Any]]) -> None:
+        self.recent_alerts.extend(events)
+        del self.recent_alerts[:-REMEMBERED_ALERTS]

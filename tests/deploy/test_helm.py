@@ -4,6 +4,8 @@ Kubernetes schemas (kubernetes-validate, strict) and the chart's promises checke
 
 from __future__ import annotations
 
+import json
+
 import kubernetes_validate
 import pytest
 
@@ -118,6 +120,8 @@ def test_default_objects(default: list[dict]) -> None:
     assert set(_workers(default)) == {"cpu", "inference"}
     assert "mugpos-api" in _of(default, "Deployment")
     assert "mugpos-api" in _of(default, "Service")
+    assert "mugpos-webhooks" in _of(default, "Deployment")
+    assert "mugpos-webhooks" in _of(default, "Service")
     for spec in _pod_specs(default):
         for container in spec["containers"]:
             assert container["image"].endswith("-cpu")
@@ -180,7 +184,9 @@ def test_workers_probe_their_endpoint_and_run_their_stages(objects: list[dict]) 
 
 
 def test_a_network_policy_admits_only_the_service_ports(objects: list[dict]) -> None:
-    (policy,) = _of(objects, "NetworkPolicy").values()
+    policies = _of(objects, "NetworkPolicy")
+    assert set(policies) == {"mugpos", "mugpos-webhooks-egress"}
+    policy = policies["mugpos"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert ports == {8000, 9100}
@@ -316,3 +322,164 @@ def test_fused_workers_scale_on_the_pipeline_group() -> None:
     assert trigger["metadata"]["consumerGroup"] == TOPICS.pipeline_group
     assert trigger["metadata"]["topic"] == TOPICS.images
     assert "authenticationRef" not in trigger
+
+
+def _dispatcher(objects: list[dict]) -> dict:
+    return _of(objects, "Deployment")["mugpos-webhooks"]
+
+
+def test_the_webhook_dispatcher_runs_with_the_encryption_key_and_probes(
+    objects: list[dict],
+) -> None:
+    deployment = _dispatcher(objects)
+    assert "mugpos.io/role" not in deployment["metadata"]["labels"]  # not a pipeline worker
+    assert deployment["metadata"]["annotations"]["mugpos.io/consumer-group"] == (
+        f"{TOPICS.prefix}-webhooks"
+    )
+    assert deployment["spec"]["replicas"] == 1  # replicas, not KEDA, even with KEDA on
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["mugpos", "webhooks", "run"]
+    assert container["image"].endswith("-cpu")
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert container["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    # The encryption key comes from the same Secret as the API's.
+    api = _of(objects, "Deployment")["mugpos-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == api["envFrom"]
+    (secret_name,) = (s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s)
+    assert _of(objects, "Secret")[secret_name]["stringData"][f"{ENV_PREFIX}ENCRYPTION_KEY"]
+    # The workers' endpoint: the same setting, port and probe paths.
+    port = int(_env(container)[f"{ENV_PREFIX}WORKER_HTTP_PORT"])
+    assert port == 9100
+    assert container["ports"] == [
+        {"name": "http-metrics", "containerPort": port, "protocol": "TCP"}
+    ]
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http-metrics"}
+    # No model: a small cache of its own, never the shared model cache (a PVC there would pin it).
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes["cache"]
+    service = _of(objects, "Service")["mugpos-webhooks"]
+    assert service["spec"]["ports"][0]["name"] == "http-metrics"
+    assert service["spec"]["selector"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_the_dispatcher_settings_load(objects: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the dispatcher's container gets (ConfigMap, Secret, env) is a valid Settings."""
+    (container,) = _dispatcher(objects)["spec"]["template"]["spec"]["containers"]
+    for source in container["envFrom"]:
+        if "configMapRef" in source:
+            data = _of(objects, "ConfigMap")[source["configMapRef"]["name"]]["data"]
+        else:
+            data = _of(objects, "Secret")[source["secretRef"]["name"]]["stringData"]
+        for key, value in data.items():
+            if not value.startswith("/etc/mugpos/kafka-tls/"):  # mounted in the pod, not here
+                monkeypatch.setenv(key, value)
+    for key, value in _env(container).items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.encryption_key is not None
+    assert settings.worker_http_port == 9100
+
+
+def test_the_dispatcher_needs_the_encryption_key() -> None:
+    settings = {k: v for k, v in REQUIRED.items() if k != "auth.encryptionKey"}
+    result = helm_template(settings=settings)
+    assert result.returncode != 0
+    assert "auth.encryptionKey is required with webhooks.enabled" in result.stderr
+    objects = render(settings={**settings, "webhooks.enabled": "false"})
+    assert "mugpos-webhooks" not in _of(objects, "Deployment")
+    assert set(_of(objects, "NetworkPolicy")) == {"mugpos"}
+    assert f"{ENV_PREFIX}ENCRYPTION_KEY" not in _of(objects, "Secret")["mugpos-env"]["stringData"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"webhooks.replicas": "7"}, "above topics.partitions"),
+        ({"webhooks.config.LOG_LEVEL": "DEBUG"}, "only MUGPOS_* settings"),
+        ({"webhooks.config.MUGPOS_WORKER_HTTP_PORT": "1"}, "set by the chart"),
+        ({"config.MUGPOS_WEBHOOK_ALLOW_NETWORKS": "[]"}, "webhooks.allowNetworks"),
+    ],
+)
+def test_the_dispatcher_refuses_bad_values(settings: dict[str, str], message: str) -> None:
+    result = helm_template(settings={**REQUIRED, **settings})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def _egress(objects: list[dict]) -> dict:
+    policy = _of(objects, "NetworkPolicy")["mugpos-webhooks-egress"]
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    labels = _dispatcher(objects)["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    others = [o for o in objects if o["kind"] in ("Deployment", "Job", "CronJob")]
+    for other in others:
+        if other["metadata"]["name"] != "mugpos-webhooks":
+            template = other["spec"].get("jobTemplate", other)["spec"]["template"]
+            assert not policy["spec"]["podSelector"]["matchLabels"].items() <= (
+                template["metadata"]["labels"].items()
+            ), other["metadata"]["name"]  # egress stays open for the rest
+    return policy
+
+
+def _rule_ports(rule: dict) -> set[tuple[int, str]]:
+    return {(p["port"], p["protocol"]) for p in rule["ports"]}
+
+
+def test_the_dispatcher_reaches_only_dns_backends_and_public_receivers(
+    objects: list[dict],
+) -> None:
+    dns, backends, receivers = _egress(objects)["spec"]["egress"]
+    assert _rule_ports(dns) == {(53, "UDP"), (53, "TCP")}
+    assert "to" not in dns
+    assert _rule_ports(backends) == {(9092, "TCP"), (27017, "TCP")}  # kafka.bootstrap's port
+    assert "to" not in backends
+    assert _rule_ports(receivers) == {(443, "TCP"), (80, "TCP")}
+    blocks = {p["ipBlock"]["cidr"]: set(p["ipBlock"].get("except", [])) for p in receivers["to"]}
+    assert set(blocks) == {"0.0.0.0/0", "::/0"}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= blocks[
+        "0.0.0.0/0"
+    ]
+    assert {"fc00::/7", "fe80::/10"} <= blocks["::/0"]
+    config = _of(objects, "ConfigMap")["mugpos-env"]["data"]
+    assert f"{ENV_PREFIX}WEBHOOK_ALLOW_NETWORKS" not in config
+
+
+def test_allowed_networks_open_the_guard_and_the_policy() -> None:
+    objects = render(
+        settings={
+            **REQUIRED,
+            "kafka.bootstrap": "k-0:9093\\,k-1:9093\\,k-2",
+            "webhooks.allowNetworks": "{10.1.0.0/16,192.168.7.7}",
+            "webhooks.networkPolicy.receiverPorts": "{443,8443}",
+            "webhooks.config.MUGPOS_WEBHOOK_ATTEMPTS": "8",
+        }
+    )
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) not in CRDS:
+            kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+    _, backends, receivers = _egress(objects)["spec"]["egress"]
+    assert _rule_ports(backends) == {(9093, "TCP"), (9092, "TCP"), (27017, "TCP")}
+    assert _rule_ports(receivers) == {(443, "TCP"), (8443, "TCP")}
+    cidrs = [p["ipBlock"]["cidr"] for p in receivers["to"]]
+    assert cidrs[-2:] == ["10.1.0.0/16", "192.168.7.7/32"]
+    for name in ("mugpos-env", "mugpos-setup-env"):
+        config = _of(objects, "ConfigMap")[name]["data"]
+        allowed = json.loads(config[f"{ENV_PREFIX}WEBHOOK_ALLOW_NETWORKS"])
+        assert allowed == ["10.1.0.0/16", "192.168.7.7/32"]
+    (container,) = _dispatcher(objects)["spec"]["template"]["spec"]["containers"]
+    assert _env(container)[f"{ENV_PREFIX}WEBHOOK_ATTEMPTS"] == "8"
+
+
+def test_egress_restriction_and_policies_can_be_turned_off() -> None:
+    objects = render(settings={**REQUIRED, "webhooks.networkPolicy.restrictEgress": "false"})
+    assert set(_of(objects, "NetworkPolicy")) == {"mugpos"}
+    objects = render(settings={**REQUIRED, "networkPolicy.enabled": "false"})
+    assert not _of(objects, "NetworkPolicy")

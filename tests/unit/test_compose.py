@@ -16,8 +16,18 @@ from compose_spec import PyOptions
 from core.config import ENV_PREFIX, Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
-NEEDED = {"kafka", "mongodb", "redis", "minio", "setup", "api", "worker-cpu", "worker-gpu"}
-APPS = {"setup", "api", "worker-cpu", "worker-gpu", "worker-cpu-inference"}
+NEEDED = {
+    "kafka",
+    "mongodb",
+    "redis",
+    "minio",
+    "setup",
+    "api",
+    "worker-cpu",
+    "worker-gpu",
+    "webhooks",
+}
+APPS = {"setup", "api", "worker-cpu", "worker-gpu", "worker-cpu-inference", "webhooks"}
 BACKENDS = {"kafka", "mongodb", "redis", "minio"}
 SECRETS = {
     "MUGPOS_JWT_SECRET",
@@ -196,7 +206,7 @@ def test_gpu_worker_reserves_an_nvidia_device_and_cpu_workers_do_not(compose: di
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
     assert _environment(services["worker-gpu"])["MUGPOS_DEVICE"].startswith("cuda")
     assert services["worker-gpu"]["build"]["target"] == "gpu"
-    for name in ("worker-cpu", "worker-cpu-inference", "api", "setup"):
+    for name in ("worker-cpu", "worker-cpu-inference", "api", "setup", "webhooks"):
         assert "deploy" not in services[name]
         assert services[name]["build"]["target"] == "cpu"
     assert _environment(services["worker-cpu"])["MUGPOS_DEVICE"] == "cpu"
@@ -206,3 +216,31 @@ def test_the_env_example_names_every_required_secret() -> None:
     example = COMPOSE.parent / "deploy" / "compose.env.example"
     names = {line.split("=", 1)[0] for line in example.read_text().splitlines() if "=" in line}
     assert names >= SECRETS
+
+
+def test_the_webhook_dispatcher_runs_like_a_worker(compose: dict) -> None:
+    """`mugpos webhooks run` with the workers' settings and the encryption key its endpoints'
+    secrets need; its health check asks /healthz on the worker port, as the workers' does."""
+    services = compose["services"]
+    webhooks = services["webhooks"]
+    assert webhooks["command"] == ["mugpos", "webhooks", "run"]
+    assert webhooks["image"] == services["worker-cpu"]["image"]
+    assert webhooks["healthcheck"] == services["worker-cpu"]["healthcheck"]
+    assert webhooks["depends_on"] == services["worker-cpu"]["depends_on"]
+    env = _environment(webhooks)
+    worker = _environment(services["worker-cpu"])
+    shared = set(compose["x-mugpos-env"])
+    assert {k: env[k] for k in shared} == {k: worker[k] for k in shared}
+    assert len(env["MUGPOS_ENCRYPTION_KEY"]) >= 32
+    assert env["MUGPOS_WORKER_HTTP_PORT"] == worker["MUGPOS_WORKER_HTTP_PORT"]
+    assert env["MUGPOS_WEBHOOK_ALLOW_NETWORKS"] == "[]"  # private receivers refused by default
+    assert "ports" not in webhooks
+
+
+def test_allowed_webhook_networks_come_from_the_env_file() -> None:
+    text = interpolate(
+        COMPOSE.read_text(), {**DOTENV, "MUGPOS_WEBHOOK_ALLOW_NETWORKS": '["172.16.0.0/12"]'}
+    )
+    env = _environment(yaml.safe_load(text)["services"]["webhooks"])
+    assert env["MUGPOS_WEBHOOK_ALLOW_NETWORKS"] == '["172.16.0.0/12"]'
+    PyOptions(apply_merge=True).from_yaml(text).validate()

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from core.alerts import Frame, alert_events
 from core.positioning import analyze
 from core.positioning.serialize import facts_to_dict
 from core.rules import compile_rule, parse_rule
-from infra.rule_actions import alert_payload
 from schemas.export import DEFAULT_DIR, render
 from schemas.messages import Alert, AnalysisResult, DeadLetter, ImageRef
 from schemas.stages import PreparedImage, pack_prepared, unpack_prepared
@@ -90,7 +90,11 @@ def test_dead_letter_and_alert_examples() -> None:
         parse_rule("If a mug is off its coaster and within 3 cm of the edge, alert (critical)."),
         "r2",
     ).evaluate(facts)
-    assert Alert.model_validate(alert_payload(verdict, "req-1", "cam-1")).severity == "critical"
+    (alert,) = alert_events(
+        Frame("api", "req-1", 0), [verdict], {}, None, None, fresh=True, cooldown_s=0
+    )
+    assert Alert.model_validate_json(alert.model_dump_json()) == alert
+    assert (alert.severity, alert.event, alert.schema_version) == ("critical", "raised", 2)
 
 
 def _prepared_record() -> PreparedImage:

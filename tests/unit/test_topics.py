@@ -14,7 +14,7 @@ def test_public_topic_names_follow_the_prefix() -> None:
         "site-a.images.v1",
         "site-a.results.v1",
         "site-a.dlq.v1",
-        "site-a.alerts.v1",
+        "site-a.alerts.v2",
         "site-a.control.v1",
     )
 

@@ -100,6 +100,32 @@ all
 {{- if or (include "mugpos.kafkaUsesSasl" .) (include "mugpos.kafkaUsesTls" .) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The ports of kafka.bootstrap's brokers (host:port, comma-separated; 9092 where a broker names
+none), comma-separated, for the webhook dispatcher's egress. */}}
+{{- define "mugpos.kafkaPorts" -}}
+{{- $ports := list -}}
+{{- range $broker := splitList "," .Values.kafka.bootstrap -}}
+{{- if trim $broker -}}
+{{- $port := trimPrefix ":" (regexFind ":[0-9]+$" (trim $broker)) -}}
+{{- $ports = append $ports (default "9092" $port) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," (uniq $ports) -}}
+{{- end -}}
+
+{{/* webhooks.allowNetworks as CIDRs (a bare address becomes /32 or /128), comma-separated. */}}
+{{- define "mugpos.webhookNetworks" -}}
+{{- $networks := list -}}
+{{- range $n := .Values.webhooks.allowNetworks -}}
+{{- $n = trim (toString $n) -}}
+{{- if not (contains "/" $n) -}}
+{{- $n = printf "%s/%s" $n (ternary "128" "32" (contains ":" $n)) -}}
+{{- end -}}
+{{- $networks = append $networks $n -}}
+{{- end -}}
+{{- join "," $networks -}}
+{{- end -}}
+
 {{/* Environment sources of every mugpos container. */}}
 {{- define "mugpos.envFrom" -}}
 - configMapRef:
@@ -110,15 +136,22 @@ all
 
 {{/* Volumes and mounts every mugpos container needs with a read-only root filesystem. */}}
 {{- define "mugpos.volumes" -}}
+{{- include "mugpos.volumesWithCache" (list . .Values.cache.volume) -}}
+{{- end -}}
+
+{{/* The same with another volume source for the cache (list root source): a pod that loads no
+model gets a small emptyDir of its own rather than the shared model cache. */}}
+{{- define "mugpos.volumesWithCache" -}}
+{{- $root := index . 0 -}}
 - name: cache
-{{ toYaml .Values.cache.volume | indent 2 }}
+{{ toYaml (index . 1) | indent 2 }}
 - name: tmp
   emptyDir:
     sizeLimit: 1Gi
-{{- if .Values.kafka.tls.secretName }}
+{{- if $root.Values.kafka.tls.secretName }}
 - name: kafka-tls
   secret:
-    secretName: {{ .Values.kafka.tls.secretName }}
+    secretName: {{ $root.Values.kafka.tls.secretName }}
 {{- end }}
 {{- end -}}
 
@@ -185,6 +218,13 @@ MUGPOS_S3_REGION: {{ .Values.objectStore.region | quote }}
 {{- with .Values.objectStore.accessKeyId }}
 MUGPOS_S3_ACCESS_KEY_ID: {{ . | quote }}
 {{- end }}
+{{- if and .Values.webhooks.enabled (hasKey .Values.config "MUGPOS_WEBHOOK_ALLOW_NETWORKS") }}
+{{- fail "config.MUGPOS_WEBHOOK_ALLOW_NETWORKS: set webhooks.allowNetworks instead (it also opens the dispatcher's NetworkPolicy)" }}
+{{- end }}
+{{- if and .Values.webhooks.enabled .Values.webhooks.allowNetworks }}
+{{- /* In the ConfigMap, not only the dispatcher's env: whatever else checks a webhook URL sees the same list. */}}
+MUGPOS_WEBHOOK_ALLOW_NETWORKS: {{ splitList "," (include "mugpos.webhookNetworks" .) | toJson | quote }}
+{{- end }}
 {{- range $key, $value := .Values.config }}
 {{- if not (hasPrefix "MUGPOS_" $key) }}
 {{- fail (printf "config.%s: only MUGPOS_* settings belong here" $key) }}
@@ -197,8 +237,10 @@ MUGPOS_S3_ACCESS_KEY_ID: {{ . | quote }}
 {{- define "mugpos.secretData" -}}
 MUGPOS_MONGODB_URI: {{ required "mongodb.uri is required (or existingSecret)" .Values.mongodb.uri | quote }}
 MUGPOS_JWT_SECRET: {{ required "auth.jwtSecret is required (or existingSecret)" .Values.auth.jwtSecret | quote }}
-{{- with .Values.auth.encryptionKey }}
-MUGPOS_ENCRYPTION_KEY: {{ . | quote }}
+{{- if .Values.webhooks.enabled }}
+MUGPOS_ENCRYPTION_KEY: {{ required "auth.encryptionKey is required with webhooks.enabled: the dispatcher decrypts the endpoints' secrets with it (or existingSecret)" .Values.auth.encryptionKey | quote }}
+{{- else if .Values.auth.encryptionKey }}
+MUGPOS_ENCRYPTION_KEY: {{ .Values.auth.encryptionKey | quote }}
 {{- end }}
 {{- with .Values.auth.metricsToken }}
 MUGPOS_METRICS_TOKEN: {{ . | quote }}
