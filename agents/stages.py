@@ -190,6 +190,37 @@ async def reject(
     log.info("%s %s at %s: %s (%s)", status, request_id, stage, reason, message)
 
 
+async def expire(
+    ctx: PipelineContext,
+    producer: Producer,
+    request_id: str,
+    source_id: str,
+    age_s: float,
+    max_age_s: float,
+) -> None:
+    """An `expired` result for a frame too old to be worth analysing (its source's max_age_s):
+    no dead letter, nothing to replay; the camera's newer frames are what count."""
+    message = (
+        f"the frame was {age_s:.0f} s old when the pipeline reached it; source {source_id} "
+        f"analyses frames up to {max_age_s:g} s old"
+    )
+    await sink(
+        ctx,
+        producer,
+        [
+            AnalysisResult(
+                request_id=request_id,
+                source_id=source_id,
+                status="expired",
+                completed_at=datetime.now(UTC),
+                error=ErrorInfo(stage="preprocess", reason="expired", message=message),
+                trace_id=tracing.trace_id_hex(),
+            )
+        ],
+    )
+    log.info("expired %s: %s", request_id, message)
+
+
 # What a client reads about a claim check that leads nowhere (never the exception's own text).
 _BAD_REF = {
     ValidationError: "the image reference is not a JSON object with an image_ref",
@@ -220,6 +251,7 @@ class _Input:
     shown: dict[str, str]
     key: bytes | None
     data: bytes
+    produced_at: datetime | None  # the record's Kafka timestamp
 
     @classmethod
     def of(cls, message: Any) -> _Input:
@@ -231,11 +263,17 @@ class _Input:
             _header_dict(message.headers),
             message.key,
             message.value or b"",
+            _produced_at(getattr(message, "timestamp", None)),
         )
 
     @property
     def fallback_id(self) -> str:
         return derived_request_id(self.origin.topic, self.origin.partition, self.origin.offset)
+
+
+def _produced_at(timestamp: float | None) -> datetime | None:
+    """Faust's message timestamp (seconds; 0 or None when the record has none)."""
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
 
 async def _keep_original(
@@ -328,6 +366,13 @@ async def _intake(
         return None
     request_id = headers.request_id or item.fallback_id
     bind_context(request_id=request_id)  # this input's task: its lines name it
+    max_age_s = (await ctx.sources.setup(headers.source_id)).max_age_s
+    frame_at = headers.captured_at or headers.submitted_at or item.produced_at
+    if max_age_s is not None and frame_at is not None:
+        age = (received - frame_at).total_seconds()
+        if age > max_age_s:
+            await expire(ctx, producer, request_id, headers.source_id, age, max_age_s)
+            return None
 
     async def refuse(reason: str, message: str, object_key: str | None) -> None:
         await reject(

@@ -62,7 +62,7 @@ BATCH_WAIT_SECONDS = Histogram(
 )
 RESULTS = Counter(
     "mugpos_results_total",
-    "Results stored and published by this worker, by status (ok, rejected, failed).",
+    "Results stored and published by this worker, by status (ok, rejected, failed, expired).",
     ["status"],
 )
 DEAD_LETTERS = Counter(

@@ -49,6 +49,7 @@ _REPLACES: dict[str, tuple[str, ...]] = {
     "ok": ("pending", "rejected", "failed"),
     "rejected": ("pending",),
     "failed": ("pending",),
+    "expired": ("pending",),
 }
 _DUPLICATE_KEY = 11000
 _PARALLEL_PUTS = 8

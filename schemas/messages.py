@@ -128,7 +128,10 @@ class AnalysisResult(_Message):
 
     request_id: str
     source_id: str
-    status: Literal["ok", "rejected", "failed"]
+    status: Literal["ok", "rejected", "failed", "expired"] = Field(
+        description="`expired`: a frame older than its source's `max_age_s` when the pipeline "
+        "reached it, not analysed (after an outage a camera resumes with current frames)."
+    )
     submitted_at: datetime | None = None
     completed_at: datetime
     image: ImageMeta | None = None

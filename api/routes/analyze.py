@@ -277,7 +277,7 @@ async def list_results(
     svc: Services,
     _: Annotated[Principal, Depends(require("read:analysis"))],
     source_id: Annotated[str | None, Query(pattern=_SOURCE)] = None,
-    status: Literal["pending", "ok", "rejected", "failed"] | None = None,
+    status: Literal["pending", "ok", "rejected", "failed", "expired"] | None = None,
     failed_rule: Annotated[str | None, Query(max_length=64, description="A rule id.")] = None,
     min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
     since: UtcDatetime | None = None,

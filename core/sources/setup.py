@@ -30,6 +30,7 @@ class SourceSetup:
     rule_tags: frozenset[str] | None  # None: every rule applies
     model: str | None  # None: the worker's model
     webhooks: tuple[str, ...] = ()  # endpoints of every alert raised on the source
+    max_age_s: float | None = None  # older frames expire unanalysed
 
     def rules(self, rules: Sequence[CompiledRule]) -> tuple[CompiledRule, ...]:
         """The rules of the active set that apply to this source."""
@@ -105,4 +106,12 @@ def source_setup(source_id: str, version: int, spec: SourceSpec) -> SourceSetup:
             px_per_cm=px_per_cm, zones=zones, homography=homography, table_cm=_table(spec)
         )
     tags = frozenset(spec.rules.tags) if isinstance(spec.rules, RuleTags) else None
-    return SourceSetup(source_id, version, calibration, tags, spec.model, tuple(spec.webhooks))
+    return SourceSetup(
+        source_id,
+        version,
+        calibration,
+        tags,
+        spec.model,
+        tuple(spec.webhooks),
+        spec.max_age_s,
+    )

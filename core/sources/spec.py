@@ -123,6 +123,12 @@ class SourceSpec(_Strict):
         examples=["mugdet-synth:1.1.0"],
     )
     sampling: Sampling = Field(default_factory=Sampling)
+    max_age_s: Annotated[FiniteFloat, Field(gt=0, le=86_400, strict=True)] | None = Field(
+        None,
+        description="Frames older than this (from `captured-at`, else `submitted-at`, else when "
+        "they were produced) when the pipeline reaches them are not analysed: their result is "
+        "`expired`. Null: every frame is analysed, however late.",
+    )
     webhooks: list[EndpointName] = Field(
         default_factory=list,
         max_length=16,
