@@ -42,6 +42,9 @@ FUSED = "pipeline"  # every stage in one agent, in process (`--stage all`, the d
 # SETTLE_S on a CPU (64 images at 640 px: about 3.5 s on the 2-core dev VM).
 FUSED_TAKE = MAX_BATCH_CEILING
 PAUSE_POLL_S = 0.05
+# Longest the images topic's agent lets uploads in hand go first before its next take: uploads
+# come first, yet a flood of them cannot stop the cameras.
+UPLOADS_FIRST_S = 5.0
 # How long a rebalance or a shutdown waits for the inputs in hand to finish, so this worker
 # commits them rather than the next owner redoing them: room for two batches on a busy CPU, under
 # the rebalance timeout (streams.app) and Kubernetes' default 30 s grace period.
@@ -154,7 +157,7 @@ def register(
     worker_metrics.install(
         worker_metrics.WorkerCollector(
             state=control.reported_state,
-            in_flight=lambda: {d.stage: d.in_flight for d in deliveries},
+            in_flight=lambda: _in_flight(deliveries),
             queues=lambda: _queue_depths(ctx),
             lag=lambda: _assigned_lag(app),
             unavailable=ctx.health.unavailable,
@@ -197,6 +200,12 @@ def register(
                 control.saw_input()
                 yield tickets
 
+    async def after_uploads(uploads: Delivery) -> None:
+        """Let the uploads in hand (a client may be waiting for each) go first, bounded."""
+        deadline = time.monotonic() + UPLOADS_FIRST_S
+        while uploads.in_flight and time.monotonic() < deadline and not app.rebalancing:  # noqa: ASYNC110
+            await asyncio.sleep(PAUSE_POLL_S)
+
     def chunks(delivery: Delivery, tickets: list[Ticket]) -> Iterator[list[Ticket]]:
         """Micro-batches of the live `max_batch` (an operator's `set` applies to the next one);
         once the worker is stopping, the rest are left unprocessed for the next owner."""
@@ -207,8 +216,11 @@ def register(
                 return
             yield tickets[start : start + size]
 
+    # The uploads topic has agents of its own (queues of their own in Faust), which the images
+    # topic's agents let go first: an upload never waits behind a camera's backlog.
     if FUSED in enabled:
         fused = delivery(FUSED, "images")
+        fused_uploads = delivery(FUSED, "uploads")
 
         async def run_fused(tickets: list[Ticket]) -> None:
             size = ctx.live.max_batch  # an operator's `set max_batch` applies to the next take
@@ -223,10 +235,19 @@ def register(
             # One ledger call per take: its micro-batches overlap inside it (stages.run_fused),
             # and an outage rewinds them together.
             async for tickets in batches(stream, fused, FUSED_TAKE):
+                await after_uploads(fused_uploads)
                 await fused.process(tickets, run_fused)
+
+        @app.agent(channels["uploads"], name=f"{FUSED}-uploads")
+        async def pipeline_uploads(stream: faust.StreamT) -> None:
+            await ready.wait()
+            bind_context(stage=FUSED)
+            async for tickets in batches(stream, fused_uploads, FUSED_TAKE):
+                await fused_uploads.process(tickets, run_fused)
 
     if "preprocess" in enabled:
         pre = delivery("preprocess", "images")
+        pre_uploads = delivery("preprocess", "uploads")
 
         async def preprocess_one(tickets: list[Ticket]) -> None:
             (ticket,) = tickets
@@ -237,7 +258,15 @@ def register(
             await ready.wait()
             bind_context(stage="preprocess")
             async for tickets in batches(stream, pre, 1):
+                await after_uploads(pre_uploads)
                 await pre.process(tickets, preprocess_one)
+
+        @app.agent(channels["uploads"], name="preprocess-uploads", concurrency=concurrency)
+        async def preprocess_uploads(stream: faust.StreamT) -> None:
+            await ready.wait()
+            bind_context(stage="preprocess")
+            async for tickets in batches(stream, pre_uploads, 1):
+                await pre_uploads.process(tickets, preprocess_one)
 
     if "inference" in enabled:
         inf = delivery("inference", "prepared")
@@ -273,6 +302,14 @@ def register(
                 await ana.process(tickets, analyse)
 
     return drain
+
+
+def _in_flight(deliveries: Iterable[Delivery]) -> dict[str, int]:
+    """Inputs in hand per stage (a stage's images and uploads ledgers together)."""
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        counts[d.stage] = counts.get(d.stage, 0) + d.in_flight
+    return counts
 
 
 def _queue_depths(ctx: PipelineContext) -> dict[str, int]:

@@ -16,12 +16,25 @@ from fastapi.middleware.cors import CORSMiddleware
 from api import problems
 from api.body_limit import BodyLimit
 from api.observe import Observe
-from api.routes import about, analyze, auth, dashboard, live, rules, servers, sources, system
+from api.routes import (
+    about,
+    analyze,
+    auth,
+    dashboard,
+    live,
+    rules,
+    servers,
+    sources,
+    system,
+    webhooks,
+)
 from api.services import ApiServices
 from core.config import Settings, load_settings
 from infra import tracing
 
 TITLE = "H200 Intelligent Mug Positioning System"
+# The route modules, in the order the document lists them.
+AREAS = (system, about, auth, analyze, rules, sources, webhooks, dashboard, servers, live)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if tracing.setup(settings, tracing.SERVICE_API):
         tracing.instrument_app(app)
 
-    for module in (system, about, auth, analyze, rules, sources, dashboard, servers, live):
+    for module in AREAS:
         problems.document(module.router)
         app.include_router(module.router)
 

@@ -31,6 +31,7 @@ from infra.rules_store import RuleCache, RulesRepository
 from infra.source_state import SourceStates
 from infra.sources_store import SourceCache, SourcesRepository
 from infra.users_store import UsersRepository
+from infra.webhooks_store import WebhookDeliveries, WebhookEndpoints
 from infra.write_behind import WriteBehind
 from schemas.topics import TopicNames
 
@@ -50,6 +51,8 @@ class ApiServices:
     sources: SourcesRepository
     source_cache: SourceCache
     source_states: SourceStates
+    webhooks: WebhookEndpoints
+    webhook_deliveries: WebhookDeliveries
     limiter: RateLimiter
     limits: ImageLimits
     registry: WorkerRegistry
@@ -94,6 +97,8 @@ class ApiServices:
             sources=sources,
             source_cache=SourceCache(sources, redis, settings.topic_prefix),
             source_states=SourceStates(db),
+            webhooks=WebhookEndpoints(db, key),
+            webhook_deliveries=WebhookDeliveries(db),
             limiter=RateLimiter(settings),
             registry=WorkerRegistry(settings),
             kafka_admin=KafkaAdmin(settings, request_timeout_ms=5000),

@@ -120,7 +120,7 @@ async def enqueue(
         headers.append(("options", orjson.dumps(options)))
     # The aiokafka instrumentation adds `traceparent`: this request's span is the image's parent.
     await svc.producer.send_and_wait(
-        svc.topics.images, value, key=partition_key(source_id, request_id), headers=headers
+        svc.topics.uploads, value, key=partition_key(source_id, request_id), headers=headers
     )
     await svc.results.mark_pending(request_id, source_id, now)
     svc.metrics.analysis_requests.labels("accepted").inc()

@@ -22,6 +22,7 @@ from control.rules_cli import rules_app
 from control.servers_cli import servers_app
 from control.sources_cli import sources_app
 from control.users_cli import delete_user, disable_user, enable_user, list_keys, revoke_key
+from control.webhooks_cli import webhooks_app
 from control.worker_cli import worker
 from core.config import ENV_PREFIX, ConfigError, Settings, load_settings
 
@@ -35,6 +36,7 @@ app.command()(train)
 app.add_typer(models_app, name="models")
 app.add_typer(rules_app, name="rules")
 app.add_typer(sources_app, name="sources")
+app.add_typer(webhooks_app, name="webhooks")
 app.command()(worker)
 app.command()(api)
 app.add_typer(users_app, name="users")

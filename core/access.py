@@ -36,6 +36,9 @@ ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
         "write:sources",
         "delete:sources",
         "write:servers",
+        "read:webhooks",
+        "write:webhooks",
+        "delete:webhooks",
     ),
     "admin": ("*:*",),
 }

@@ -45,6 +45,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
     return [
         spec(topics.images, data),
+        spec(topics.uploads, data),
         spec(topics.results, data),
         spec(topics.dlq, data),
         spec(topics.alerts, data),

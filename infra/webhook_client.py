@@ -48,15 +48,22 @@ class Answer:
 
 def check_url(url: str, allowed: Sequence[str]) -> str | None:
     """Why `url` cannot be a webhook target without looking its host up (None: it can)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises on one out of range
+        host = host.encode("idna").decode() if host else host  # raises on a label too long
+    except (ValueError, UnicodeError):
+        return "not a valid URL"
     if parts.scheme not in ("http", "https"):
         return "a webhook URL starts with http:// or https://"
-    if not parts.hostname:
+    if not host:
         return "a webhook URL names a host"
+    if parts.port == 0:
+        return "port 0 is no port"
     if parts.username or parts.password:
         return "a webhook URL carries no credentials (the signature authenticates it)"
     try:
-        address = ipaddress.ip_address(parts.hostname)
+        address = ipaddress.ip_address(host)
     except ValueError:
         return None  # a name: checked when it is resolved
     kind = refused_address(address, allowed)

@@ -37,6 +37,8 @@ TOKEN = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 ABOUT = "/api/v1/about"
 LIVE = "/ws/control-plane"
 SOURCES = "/api/v1/sources"
+WEBHOOKS = "/api/v1/webhooks"
+WEBHOOK_DELIVERIES = "/api/v1/webhook-deliveries"
 EVENTS_MAX_S = 300  # the events endpoint's longest `timeout`
 
 
@@ -106,6 +108,10 @@ def _refusal(reply: httpx.Response) -> ApiError:
 
 def _source_path(source_id: str) -> str:
     return f"{SOURCES}/{quote(source_id, safe='')}"
+
+
+def _webhook_path(name: str) -> str:
+    return f"{WEBHOOKS}/{quote(name, safe='')}"
 
 
 class Client:
@@ -278,6 +284,51 @@ class Client:
     def source_state(self, source_id: str) -> dict[str, Any]:
         """The source's tracked mugs and held verdicts after its newest frame."""
         return self._call("GET", f"{_source_path(source_id)}/state").json()
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook endpoint (`name`, `url`, `format`, `enabled`, `created_at`,
+        `updated_at`, `updated_by`); signing secrets are never shown."""
+        return self._call("GET", WEBHOOKS).json()
+
+    def webhook(self, name: str) -> dict[str, Any]:
+        """One webhook endpoint; ApiError `webhook_not_found` when there is none."""
+        return self._call("GET", _webhook_path(name)).json()
+
+    def put_webhook(
+        self,
+        name: str,
+        url: str,
+        *,
+        format: Literal["json", "slack"] = "json",
+        enabled: bool = True,
+        rotate_secret: bool = False,
+    ) -> dict[str, Any]:
+        """Create the endpoint or replace its settings. The answer has `secret` (the HMAC
+        signing secret) only when it issued one: on creation or with `rotate_secret`; it is
+        shown once and cannot be read back. A URL the API may not reach (private, loopback or
+        link-local addresses, a host that does not resolve) raises ApiError
+        `webhook_target_refused`."""
+        body = {"url": url, "format": format, "enabled": enabled, "rotate_secret": rotate_secret}
+        return self._call("PUT", _webhook_path(name), json=body).json()
+
+    def delete_webhook(self, name: str) -> None:
+        """Delete the endpoint and its secret (its delivery log stays)."""
+        self._call("DELETE", _webhook_path(name))
+
+    def webhook_deliveries(
+        self,
+        *,
+        endpoint: str | None = None,
+        status: Literal["pending", "delivered", "dead_lettered", "refused"] | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The webhook delivery log, newest first (at most `limit`, 1 to 500): one entry per
+        alert event and endpoint, with its `status`, `attempts` and the receiver's last answer."""
+        params: dict[str, Any] = {"endpoint": endpoint, "status": status, "limit": limit}
+        reply = self._call(
+            "GET", WEBHOOK_DELIVERIES, params={k: v for k, v in params.items() if v is not None}
+        )
+        return reply.json()
 
     async def watch(
         self, source_id: str | None = None, on_open: Callable[[], None] | None = None

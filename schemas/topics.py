@@ -32,6 +32,13 @@ class TopicNames:
         return f"{self.prefix}.images.v1"
 
     @property
+    def uploads(self) -> str:
+        """Input, interactive: uploads through the API (REST, `mugpos submit`), in the images
+        topic's format. Workers take them in an agent of their own, ahead of the images topic, so
+        a client waiting for its result never waits behind a camera's backlog."""
+        return f"{self.prefix}.uploads.v1"
+
+    @property
     def results(self) -> str:
         """Output: one AnalysisResult per request, keyed by request id."""
         return f"{self.prefix}.results.v1"
@@ -75,11 +82,11 @@ class TopicNames:
 
     def consumed(self) -> tuple[str, ...]:
         """The topics pipeline workers consume, in stage order."""
-        return (self.images, self.prepared, self.detected)
+        return (self.images, self.uploads, self.prepared, self.detected)
 
     def stages(self) -> tuple[str, ...]:
         return (self.prepared, self.detected)
 
     def public(self) -> tuple[str, ...]:
         """Every topic the project declares itself (stage topics are added by the pipeline)."""
-        return (self.images, self.results, self.dlq, self.alerts, self.control)
+        return (self.images, self.uploads, self.results, self.dlq, self.alerts, self.control)

@@ -95,6 +95,7 @@ def topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT]:
         key: app.topic(name, key_type=bytes, value_type=bytes)
         for key, name in (
             ("images", names.images),
+            ("uploads", names.uploads),
             ("prepared", names.prepared),
             ("detected", names.detected),
         )

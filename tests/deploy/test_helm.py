@@ -243,7 +243,10 @@ def test_gpu_inference_workers(gpu: list[dict]) -> None:
 
 def test_keda_scales_each_role_on_its_own_group_and_topics(gpu: list[dict]) -> None:
     consumed = {  # the groups the workers themselves join (agents.pipeline.consumer_group)
-        "cpu": (TOPICS.role_group(("preprocess", "analysis")), {TOPICS.images, TOPICS.detected}),
+        "cpu": (
+            TOPICS.role_group(("preprocess", "analysis")),
+            {TOPICS.images, TOPICS.uploads, TOPICS.detected},
+        ),
         "inference": (TOPICS.role_group(("inference",)), {TOPICS.prepared}),
     }
     scaled = _of(gpu, "ScaledObject")
@@ -318,10 +321,11 @@ def test_fused_workers_scale_on_the_pipeline_group() -> None:
     (worker,) = _workers(objects).values()
     assert worker["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "all"
     (scaled,) = _of(objects, "ScaledObject").values()
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["metadata"]["consumerGroup"] == TOPICS.pipeline_group
-    assert trigger["metadata"]["topic"] == TOPICS.images
-    assert "authenticationRef" not in trigger
+    triggers = scaled["spec"]["triggers"]
+    assert {t["metadata"]["topic"] for t in triggers} == {TOPICS.images, TOPICS.uploads}
+    for trigger in triggers:
+        assert trigger["metadata"]["consumerGroup"] == TOPICS.pipeline_group
+        assert "authenticationRef" not in trigger
 
 
 def _dispatcher(objects: list[dict]) -> dict:

@@ -28,3 +28,27 @@ def problem_details(
     meta = case.meta
     if meta is not None and meta.generation.mode.is_positive:
         assert body["code"] != "validation_error", f"a schema-valid request refused: {body}"
+
+
+# The API refuses every webhook URL schemathesis makes up (none points to a public address), so
+# half the schema-valid PUTs of an endpoint go out with a public address literal instead (never
+# contacted: no dispatcher runs): endpoints get created, and their answers, links and deletion
+# are checked too.
+PUBLIC_WEBHOOK_URL = "https://93.184.215.14/schemathesis"
+
+
+@schemathesis.hook("before_call").apply_to(path="/api/v1/webhooks/{name}", method="PUT")
+def reachable_webhook_url(
+    ctx: schemathesis.HookContext, case: schemathesis.Case, **kwargs: object
+) -> None:
+    meta = case.meta
+    name = (case.path_parameters or {}).get("name")
+    if (
+        meta is not None
+        and meta.generation.mode.is_positive
+        and isinstance(case.body, dict)
+        and isinstance(case.body.get("url"), str)
+        and isinstance(name, str)
+        and sum(map(ord, name)) % 2 == 0
+    ):
+        case.body = {**case.body, "url": PUBLIC_WEBHOOK_URL}

@@ -153,6 +153,7 @@ def test_upload_then_result_by_wait_get_websocket_and_sse(stack: ApiServer) -> N
     assert isinstance(summary["consumer_lag"], list)
     assert {row["topic"] for row in summary["consumer_lag"]} == {
         f"{stack.settings.topic_prefix}.images.v1",
+        f"{stack.settings.topic_prefix}.uploads.v1",
         f"{stack.settings.topic_prefix}.stage.prepared.v1",
         f"{stack.settings.topic_prefix}.stage.detected.v1",
     }

@@ -67,8 +67,8 @@ def _post(url: str, headers: dict, name: str, data: bytes, kind: str, **params) 
 
 
 async def _image_records(settings: Settings) -> dict[str, tuple[dict[str, bytes], bytes]]:
-    """request id → (headers, value) of every message on the images topic (keyed by source)."""
-    topic = TopicNames(settings.topic_prefix).images
+    """request id → (headers, value) of every message on the uploads topic (keyed by source)."""
+    topic = TopicNames(settings.topic_prefix).uploads
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:

@@ -21,6 +21,10 @@ What the configuration narrows, and why:
   with its history by design; likewise for a deleted source's versions and tracking state.
 - `PUT /sources/{source_id}` may refuse a schema-valid calibration that spans no quadrilateral
   (422 `source_invalid`).
+- `PUT /webhooks/{name}` may refuse a schema-valid URL that points where webhooks may not go
+  (a private or loopback address, a host that does not resolve): 422 `webhook_target_refused`.
+  No generated URL points to a public address, so the hooks file sends half of the schema-valid
+  PUTs with one (never contacted), and endpoints are created, read and deleted too.
 - The deployment's longest `?wait=` is 200 ms (MUGPOS_API_MAX_WAIT_MS, stated in the document
   as the parameter's maximum), so an upload that waits costs at most that.
 

@@ -54,6 +54,11 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("GET", "/api/v1/sources/{source_id}/versions", ROLES),
     ("GET", "/api/v1/sources/{source_id}/state", ROLES),
     ("DELETE", "/api/v1/sources/{source_id}", ("manager", "admin")),
+    ("GET", "/api/v1/webhooks", ("manager", "admin")),
+    ("PUT", "/api/v1/webhooks/{name}", ("manager", "admin")),
+    ("GET", "/api/v1/webhooks/{name}", ("manager", "admin")),
+    ("DELETE", "/api/v1/webhooks/{name}", ("manager", "admin")),
+    ("GET", "/api/v1/webhook-deliveries", ("manager", "admin")),
     ("GET", "/api/v1/dashboard/summary", ROLES),
     ("GET", "/api/v1/servers", ("manager", "admin")),
     ("POST", "/api/v1/servers/{worker_id}/commands", ("manager", "admin")),
@@ -81,6 +86,9 @@ def _request_kwargs(method: str, path: str) -> dict:
         return {"params": {"timeout": 1}}
     if path.startswith("/api/v1/sources/") and method == "PUT":
         return {"json": {"name": "a camera"}}
+    if path.startswith("/api/v1/webhooks/") and method == "PUT":
+        # A public address literal: accepted without a DNS lookup, and never contacted here.
+        return {"json": {"url": "https://93.184.215.14/mugpos"}}
     if path in ("/api/v1/rules", "/api/v1/rules/parse") or method == "PUT":
         return {"json": RULE_TEXT}
     return {}
@@ -104,6 +112,7 @@ def test_every_role_against_every_route(api: ApiServer) -> None:
             request_id="r-unknown",
             rule_id=rule_id,
             source_id="security-cam",
+            name="security-hook",
             worker_id="nobody",
             username="nobody",
             key_id="0",

@@ -61,7 +61,7 @@ def _payload(name: str) -> bytes:
 
 
 async def _topic_size(settings: Settings) -> int:
-    topic = TopicNames(settings.topic_prefix).images
+    topic = TopicNames(settings.topic_prefix).uploads
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:

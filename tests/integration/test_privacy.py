@@ -136,7 +136,7 @@ def test_the_api_blurs_a_claim_check_before_storing_it(deployment: Settings) -> 
     assert stored.startswith(b"\x89PNG")
     assert _difference(stored, upload, FACE, scale=2) > 10
     assert _difference(stored, upload, FAR, scale=2) == 0
-    images = TopicNames(deployment.topic_prefix).images
+    images = TopicNames(deployment.topic_prefix).uploads
     (message,) = asyncio.run(collect(deployment, images, [request_id], 30))
     ref = ImageRef.model_validate_json(message.value)
     assert ref.privacy is not None

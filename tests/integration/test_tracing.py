@@ -131,7 +131,7 @@ def test_one_trace_joins_upload_stages_and_result(traced_stack) -> None:
     assert root["service"] == "mugpos-api"
     assert root["kind"] == "SERVER"
     assert root["attributes"]["mugpos.request_id"] == result.request_id
-    images = TopicNames(settings.topic_prefix).images
+    images = TopicNames(settings.topic_prefix).uploads
     send = next(s for s in spans if s["name"] == f"{images} send")
     assert send["service"] == "mugpos-api"
     assert send["kind"] == "PRODUCER"

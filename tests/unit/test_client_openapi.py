@@ -10,9 +10,19 @@ from pydantic import BaseModel
 
 from api.main import create_app
 from core.config import Settings
-from mugpos.client import ABOUT, ANALYZE, SOURCES, TOKEN, ResultPage, Submitted, Token
+from mugpos.client import (
+    ABOUT,
+    ANALYZE,
+    SOURCES,
+    TOKEN,
+    WEBHOOK_DELIVERIES,
+    WEBHOOKS,
+    ResultPage,
+    Submitted,
+    Token,
+)
 
-# (method, path, query parameters, form fields) of every call mugpos.client makes.
+# (method, path, query parameters, form or JSON body fields) of every call mugpos.client makes.
 CALLS = [
     ("post", TOKEN, set(), {"username", "password"}),
     ("get", ABOUT, set(), set()),
@@ -26,6 +36,11 @@ CALLS = [
     ("put", f"{SOURCES}/{{source_id}}", set(), set()),
     ("delete", f"{SOURCES}/{{source_id}}", set(), set()),
     ("get", f"{SOURCES}/{{source_id}}/state", set(), set()),
+    ("get", WEBHOOKS, set(), set()),
+    ("get", f"{WEBHOOKS}/{{name}}", set(), set()),
+    ("put", f"{WEBHOOKS}/{{name}}", set(), {"url", "format", "enabled", "rotate_secret"}),
+    ("delete", f"{WEBHOOKS}/{{name}}", set(), set()),
+    ("get", WEBHOOK_DELIVERIES, {"endpoint", "status", "limit"}, set()),
 ]
 MODELS: list[tuple[type[BaseModel], str]] = [
     (Token, "Token"),

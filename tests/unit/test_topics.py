@@ -12,6 +12,7 @@ def test_public_topic_names_follow_the_prefix() -> None:
     names = TopicNames("site-a")
     assert names.public() == (
         "site-a.images.v1",
+        "site-a.uploads.v1",
         "site-a.results.v1",
         "site-a.dlq.v1",
         "site-a.alerts.v2",

@@ -82,7 +82,7 @@ all
 {{- $prefix := $root.Values.topics.prefix -}}
 {{- $topics := list -}}
 {{- range $s := splitList "," (include "mugpos.orderedStages" (index . 1)) -}}
-{{- if or (eq $s "all") (eq $s "preprocess") -}}{{- $topics = append $topics (printf "%s.images.v1" $prefix) -}}{{- end -}}
+{{- if or (eq $s "all") (eq $s "preprocess") -}}{{- $topics = append $topics (printf "%s.images.v1" $prefix) -}}{{- $topics = append $topics (printf "%s.uploads.v1" $prefix) -}}{{- end -}}
 {{- if eq $s "inference" -}}{{- $topics = append $topics (printf "%s.stage.prepared.v1" $prefix) -}}{{- end -}}
 {{- if eq $s "analysis" -}}{{- $topics = append $topics (printf "%s.stage.detected.v1" $prefix) -}}{{- end -}}
 {{- end -}}
