@@ -49,6 +49,8 @@ system-deps:
 	command -v java >/dev/null || missing="$$missing default-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v rtsp-server-perl >/dev/null || missing="$$missing rtsp-server-perl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && \

@@ -1,4 +1,4 @@
-"""Upload → checked up front → on the image topic (acks=all) → 202. Anything refused here is
+"""Upload → checked up front → on the uploads topic (acks=all) → 202. Anything refused here is
 answered with a 4xx and nothing is stored or enqueued.
 
 The request waits for one thing only: the broker's acknowledgement. An image up to
@@ -29,12 +29,7 @@ from core.pipeline.intake import IntakeError, parse_headers
 from infra import tracing
 from infra.object_store.keys import upload_key
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, ImageRef, PrivacyOut
-from schemas.topics import partition_key
-
-# Half of Kafka's default message limit (message.max.bytes / max.request.size, 1 MiB): room for
-# headers and the record batch, on any broker left at its defaults. Typical camera frames and
-# 640 px scenes are far below it; phone photos of several MB go by claim check.
-INLINE_MAX_BYTES = 512 * 1024
+from schemas.topics import INLINE_MAX_BYTES, partition_key
 
 _STATUS_BY_REASON = {EMPTY: 400, TOO_LARGE: 413, TOO_MANY_PIXELS: 413}
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}

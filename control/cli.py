@@ -16,6 +16,7 @@ from control.backup_cli import backup, restore
 from control.client_cli import login, logout, results_app, submit
 from control.console import console, load_or_exit
 from control.dlq_cli import dlq_app
+from control.ingest_cli import ingest
 from control.licences_cli import licences
 from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
@@ -54,6 +55,7 @@ app.command()(submit)
 app.add_typer(results_app, name="results")
 app.command()(backup)
 app.command()(restore)
+app.command()(ingest)
 
 
 def _print_version(value: bool) -> None:

@@ -16,16 +16,17 @@ from infra.kafka_security import kafka_client_kwargs
 log = logging.getLogger(__name__)
 
 
-def create_producer(settings: Settings) -> AIOKafkaProducer:
+def create_producer(settings: Settings, client_id: str | None = None) -> AIOKafkaProducer:
     """acks=all: an acknowledged enqueue is on the broker. Not the idempotent producer, which
     tansu (the embedded demo's broker) refuses; a retried send that lands twice is absorbed by
-    the sink, which keeps one result per request id."""
+    the sink, which keeps one result per request id. `client_id` names the process in the
+    broker's logs and quotas (default: the API's)."""
     install_reconnect_backoff()
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
         linger_ms=0,
-        client_id=f"{settings.topic_prefix}-api",
+        client_id=client_id or f"{settings.topic_prefix}-api",
         **kafka_client_kwargs(settings),
     )
 

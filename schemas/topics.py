@@ -8,6 +8,11 @@ from dataclasses import dataclass
 # noisy 640 px picture, over Kafka's 1 MB default. Stage topics, the pipeline's producer and its
 # consumer all allow this much.
 STAGE_MESSAGE_MAX_BYTES = 8 * 1024 * 1024
+# The largest image a producer of this project puts inside a message of the images or uploads
+# topic (the API, `mugpos ingest`): half of Kafka's default message limit (message.max.bytes /
+# max.request.size, 1 MiB), room for headers and the record batch on any broker left at its
+# defaults. The API sends a larger one by claim check; ingestion downscales a larger frame.
+INLINE_MAX_BYTES = 512 * 1024
 # Source ids that name no particular camera: what an image without a source-id header, an upload
 # without a source, or one from `mugpos submit` without --source-id is filed under.
 UNNAMED_SOURCES = frozenset({"unknown", "api", "cli"})

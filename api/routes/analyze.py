@@ -17,7 +17,6 @@ from api.problems import Problem, problem_responses
 from api.routes import links
 from api.services import ApiServices
 from api.uploads import (
-    INLINE_MAX_BYTES,
     Accepted,
     check_image,
     check_options,
@@ -31,6 +30,7 @@ from core.imaging.decode import CONTENT_TYPES
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key
 from infra.results_history import BadCursor, ResultQuery, as_utc, query_results
+from schemas.topics import INLINE_MAX_BYTES
 
 router = APIRouter(prefix="/api/v1/analyze", tags=["analysis"])
 Services = Annotated[ApiServices, Depends(services)]

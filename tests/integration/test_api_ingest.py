@@ -23,7 +23,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from PIL import Image
 from redis.asyncio import Redis
 
-from api.uploads import INLINE_MAX_BYTES
 from control.console import mugpos_argv
 from core.config import Settings, settings_env
 from infra import mongo
@@ -32,7 +31,7 @@ from infra.launchers import free_port
 from infra.mongo import ACTIVITY_LOGS, ANALYSIS_RESULTS
 from infra.result_store import ResultStore
 from schemas.messages import IMAGE_REF_CONTENT_TYPE, AnalysisResult
-from schemas.topics import TopicNames
+from schemas.topics import INLINE_MAX_BYTES, TopicNames
 from tests.integration.api_server import (
     PASSWORD,
     ApiServer,
