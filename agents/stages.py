@@ -174,20 +174,29 @@ async def reject(
     await publish(producer, ctx.topics.dlq, request_id, letter.model_dump_json().encode())
     metrics.DEAD_LETTERS.labels(stage, reason).inc()
     await sink(
-        ctx,
-        producer,
-        [
-            AnalysisResult(
-                request_id=request_id,
-                source_id=source_id,
-                status=status,  # type: ignore[arg-type]
-                completed_at=now,
-                error=ErrorInfo(stage=stage, reason=reason, message=message),
-                trace_id=tracing.trace_id_hex(),
-            )
-        ],
+        ctx, producer, [_unanalysed(request_id, source_id, status, stage, reason, message, now)]
     )
     log.info("%s %s at %s: %s (%s)", status, request_id, stage, reason, message)
+
+
+def _unanalysed(
+    request_id: str,
+    source_id: str,
+    status: str,
+    stage: str,
+    reason: str,
+    message: str,
+    now: datetime,
+) -> AnalysisResult:
+    """The result of an input that was not analysed, saying where and why."""
+    return AnalysisResult(
+        request_id=request_id,
+        source_id=source_id,
+        status=status,  # type: ignore[arg-type]
+        completed_at=now,
+        error=ErrorInfo(stage=stage, reason=reason, message=message),
+        trace_id=tracing.trace_id_hex(),
+    )
 
 
 async def expire(
@@ -204,20 +213,10 @@ async def expire(
         f"the frame was {age_s:.0f} s old when the pipeline reached it; source {source_id} "
         f"analyses frames up to {max_age_s:g} s old"
     )
-    await sink(
-        ctx,
-        producer,
-        [
-            AnalysisResult(
-                request_id=request_id,
-                source_id=source_id,
-                status="expired",
-                completed_at=datetime.now(UTC),
-                error=ErrorInfo(stage="preprocess", reason="expired", message=message),
-                trace_id=tracing.trace_id_hex(),
-            )
-        ],
+    expired = _unanalysed(
+        request_id, source_id, "expired", "preprocess", "expired", message, datetime.now(UTC)
     )
+    await sink(ctx, producer, [expired])
     log.info("expired %s: %s", request_id, message)
 
 
