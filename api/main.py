@@ -25,6 +25,7 @@ from api.routes import (
     rules,
     servers,
     sources,
+    streams,
     system,
     webhooks,
 )
@@ -34,7 +35,7 @@ from infra import tracing
 
 TITLE = "H200 Intelligent Mug Positioning System"
 # The route modules, in the order the document lists them.
-AREAS = (system, about, auth, analyze, rules, sources, webhooks, dashboard, servers, live)
+AREAS = (system, about, auth, analyze, rules, sources, streams, webhooks, dashboard, servers, live)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

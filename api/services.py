@@ -30,6 +30,7 @@ from infra.result_store import ResultStore
 from infra.rules_store import RuleCache, RulesRepository
 from infra.source_state import SourceStates
 from infra.sources_store import SourceCache, SourcesRepository
+from infra.streams_store import StreamsStore
 from infra.users_store import UsersRepository
 from infra.webhooks_store import WebhookDeliveries, WebhookEndpoints
 from infra.write_behind import WriteBehind
@@ -51,6 +52,7 @@ class ApiServices:
     sources: SourcesRepository
     source_cache: SourceCache
     source_states: SourceStates
+    streams: StreamsStore
     webhooks: WebhookEndpoints
     webhook_deliveries: WebhookDeliveries
     limiter: RateLimiter
@@ -97,6 +99,7 @@ class ApiServices:
             sources=sources,
             source_cache=SourceCache(sources, redis, settings.topic_prefix),
             source_states=SourceStates(db),
+            streams=StreamsStore(db),
             webhooks=WebhookEndpoints(db, key),
             webhook_deliveries=WebhookDeliveries(db),
             limiter=RateLimiter(settings),

@@ -22,6 +22,7 @@ from control.models_cli import models_app, synth, train
 from control.rules_cli import rules_app
 from control.servers_cli import servers_app
 from control.sources_cli import sources_app
+from control.streams_cli import streams_app
 from control.users_cli import delete_user, disable_user, enable_user, list_keys, revoke_key
 from control.webhooks_cli import webhooks_app
 from control.worker_cli import worker
@@ -37,6 +38,7 @@ app.command()(train)
 app.add_typer(models_app, name="models")
 app.add_typer(rules_app, name="rules")
 app.add_typer(sources_app, name="sources")
+app.add_typer(streams_app, name="streams")
 app.add_typer(webhooks_app, name="webhooks")
 app.command()(worker)
 app.command()(api)

@@ -35,6 +35,7 @@ from infra.mongo import (
     DLQ_REPLAYS,
     RULES,
     SOURCE_STATES,
+    SOURCE_STREAMS,
     SOURCES,
     USERS,
     WEBHOOK_DELIVERIES,
@@ -51,13 +52,16 @@ FORMAT = 1
 # audit of which version judged which image), accounts and API keys, tracked sources' held
 # verdicts and open alerts, webhook endpoints (secrets encrypted with MUGPOS_ENCRYPTION_KEY: restore
 # with the same key), results, the audit log, and which dead letters were replayed (so none is
-# replayed twice after a restore).
+# replayed twice after a restore), and the camera streams the streams service reads (their URLs
+# may hold camera passwords: a backup is as secret as the database; their health is rewritten
+# within seconds of a restore).
 COLLECTIONS = (
     RULES,
     USERS,
     API_KEYS,
     SOURCES,
     SOURCE_STATES,
+    SOURCE_STREAMS,
     WEBHOOK_ENDPOINTS,
     ANALYSIS_RESULTS,
     ACTIVITY_LOGS,

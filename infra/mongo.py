@@ -20,6 +20,7 @@ SOURCES = "sources"
 SOURCE_STATES = "source_states"  # tracks and held verdicts, one document per source
 WEBHOOK_ENDPOINTS = "webhook_endpoints"  # by name; secrets encrypted
 WEBHOOK_DELIVERIES = "webhook_deliveries"  # one document per (alert event, endpoint)
+SOURCE_STREAMS = "source_streams"  # managed camera streams, by source id, with their health
 DELIVERY_LOG_DAYS = 30
 
 
@@ -80,6 +81,9 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
         IndexSpec((("endpoint", ASCENDING), ("created_at", DESCENDING)), "endpoint_time"),
         IndexSpec((("status", ASCENDING), ("created_at", DESCENDING)), "status_time"),
     ),
+    # By source id (_id); the streams service reads them all every 2 s. The index serves listing
+    # the streams in a given state (failed, reconnecting) without a scan.
+    SOURCE_STREAMS: (IndexSpec((("health.state", ASCENDING), ("_id", ASCENDING)), "state"),),
     # Looked up by _id only; the TTL index forgets the counts of inputs long since settled.
     DELIVERY_ATTEMPTS: (
         IndexSpec((("updated_at", ASCENDING),), "updated_ttl", expire_after_s=7 * 24 * 3600),

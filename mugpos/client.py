@@ -37,6 +37,7 @@ TOKEN = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 ABOUT = "/api/v1/about"
 LIVE = "/ws/control-plane"
 SOURCES = "/api/v1/sources"
+STREAMS = "/api/v1/streams"
 WEBHOOKS = "/api/v1/webhooks"
 WEBHOOK_DELIVERIES = "/api/v1/webhook-deliveries"
 EVENTS_MAX_S = 300  # the events endpoint's longest `timeout`
@@ -284,6 +285,47 @@ class Client:
     def source_state(self, source_id: str) -> dict[str, Any]:
         """The source's tracked mugs and held verdicts after its newest frame."""
         return self._call("GET", f"{_source_path(source_id)}/state").json()
+
+    def streams(
+        self,
+        state: Literal["connecting", "connected", "reconnecting", "stopped", "failed"]
+        | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every camera stream the streams service reads, with its `health` (`state`, `fps`,
+        counters, `last_frame_at`, `error`; null until the service picked it up), or those in
+        `state`. Passwords in URLs are shown as `***`."""
+        params = {"state": state} if state is not None else {}
+        return self._call("GET", STREAMS, params=params).json()
+
+    def stream(self, source_id: str) -> dict[str, Any]:
+        """The source's stream and its health; ApiError `stream_not_found` when it has none."""
+        return self._call("GET", f"{_source_path(source_id)}/stream").json()
+
+    def put_stream(
+        self,
+        source_id: str,
+        url: str,
+        *,
+        every_s: float = 1.0,
+        on_change: bool = False,
+        change_threshold: int = 2,
+        rtsp_transport: Literal["tcp", "udp"] = "tcp",
+    ) -> dict[str, Any]:
+        """Create the source's stream or replace its settings (the streams service restarts it
+        within 2 s). `url`: rtsp://, rtsps://, http:// or https://; anything else raises
+        ApiError `stream_invalid`."""
+        body = {
+            "url": url,
+            "every_s": every_s,
+            "on_change": on_change,
+            "change_threshold": change_threshold,
+            "rtsp_transport": rtsp_transport,
+        }
+        return self._call("PUT", f"{_source_path(source_id)}/stream", json=body).json()
+
+    def delete_stream(self, source_id: str) -> None:
+        """Stop reading the source's stream; ApiError `stream_not_found` when it has none."""
+        self._call("DELETE", f"{_source_path(source_id)}/stream")
 
     def webhooks(self) -> list[dict[str, Any]]:
         """Every webhook endpoint (`name`, `url`, `format`, `enabled`, `created_at`,

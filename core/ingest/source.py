@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 
 class SourceKind(StrEnum):
@@ -18,6 +19,8 @@ class SourceKind(StrEnum):
 
 
 LIVE_KINDS = frozenset({SourceKind.RTSP, SourceKind.HTTP, SourceKind.DEVICE})
+# What a stream managed through the API may read: network streams, never a path on the host.
+NETWORK_KINDS = frozenset({SourceKind.RTSP, SourceKind.HTTP})
 _SCHEMES = {
     "rtsp": SourceKind.RTSP,
     "rtsps": SourceKind.RTSP,
@@ -26,6 +29,12 @@ _SCHEMES = {
 }
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _DEVICE = re.compile(r"^(/dev/video\d+|\d+)$")
+# A query parameter whose name says it holds a credential (cameras taking `?user=…&pwd=…`).
+_CREDENTIAL_PARAM = re.compile(
+    r"(?<=[?&;])(?P<name>[\w.\-]*?(?:passw|pwd|secret|token|key|auth|credential|sig)[\w.\-]*)"
+    r"=[^&;#]+",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +49,50 @@ class SourceSpec:
 
     def shown(self) -> str:
         """The location without any password in it (rtsp://user:secret@cam/ …)."""
-        return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", self.location)
+        return mask_url(self.location)
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of its user info, and the values of query parameters named like
+    credentials (`pwd`, `password`, `token`, `key`…), shown as `***` (rtsp://user:***@cam/…). The
+    user info is taken to end at the last `@` before any query, so a password holding `@` or
+    `/` (unencoded) is masked whole; an `@` in a path can only mask too much, never too little."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = len(rest)
+    for stop in "?#":
+        if (at := rest.find(stop)) != -1:
+            end = min(end, at)
+    authority, tail = rest[:end], _CREDENTIAL_PARAM.sub(r"\g<name>=***", rest[end:])
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return f"{scheme}://{authority}{tail}"
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{tail}"
+
+
+def network_stream(url: str) -> SourceSpec:
+    """The spec of a network stream (rtsp, rtsps, http, https with a host), or ValueError saying
+    why `url` is not one: a managed stream never reads a file, folder or device of the host."""
+    if len(url) > 2000 or not url.isprintable() or any(c.isspace() for c in url):
+        raise ValueError("a stream URL is at most 2000 printable characters without spaces")
+    try:
+        spec = classify_source(url)
+    except ValueError:
+        spec = SourceSpec(SourceKind.VIDEO, url)  # refused below, with the same words
+    if spec.kind not in NETWORK_KINDS:
+        raise ValueError(
+            "a managed stream reads a network stream only: rtsp://, rtsps://, http:// or "
+            "https:// (files, folders and camera devices: `mugpos ingest`)"
+        )
+    try:
+        host = urlsplit(spec.location).hostname
+    except ValueError:  # a malformed port or IPv6 literal
+        host = None
+    if not host:
+        raise ValueError("the stream URL names no host")
+    return spec
 
 
 def classify_source(url: str, *, is_dir: bool = False) -> SourceSpec:

@@ -14,7 +14,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -41,6 +42,42 @@ BACKOFF_JITTER_S = 1.0
 def capture_threads_alive() -> bool:
     """Whether a capture thread is still running (stuck in a driver call past its timeouts)."""
     return any(t.name.startswith(THREAD_PREFIX) and t.is_alive() for t in threading.enumerate())
+
+
+class _CaptureOptions:
+    """FFmpeg reads its options from one process-wide variable (CAPTURE_OPTIONS_ENV) when a
+    capture opens. Streams with the same RTSP transport (or none: HTTP) open side by side; one
+    with the other transport waits until those opens are done (`mugpos streams run` reads many
+    streams in one process)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._value: str | None = None
+        self._opening = 0
+
+    @contextmanager
+    def using(self, rtsp_transport: str | None) -> Iterator[None]:
+        if rtsp_transport is None:
+            yield
+            return
+        with self._changed:
+            while self._opening and self._value != rtsp_transport:
+                self._changed.wait()
+            if self._value != rtsp_transport:
+                os.environ[CAPTURE_OPTIONS_ENV] = capture_options(
+                    os.environ.get(CAPTURE_OPTIONS_ENV), rtsp_transport
+                )
+                self._value = rtsp_transport
+            self._opening += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._opening -= 1
+                self._changed.notify_all()
+
+
+_RTSP_OPTIONS = _CaptureOptions()
 
 
 class StreamUnavailable(OSError):
@@ -111,12 +148,9 @@ class LiveStream:
         self._seq = 0
         self._stop = threading.Event()
         self._threads: set[threading.Thread] = set()
-        if spec.kind is SourceKind.RTSP:
-            # Read by FFmpeg at each open. TCP by default: over UDP a lossy network smears
-            # frames, and many NATs and firewalls drop RTP over UDP altogether.
-            os.environ[CAPTURE_OPTIONS_ENV] = capture_options(
-                os.environ.get(CAPTURE_OPTIONS_ENV), rtsp_transport
-            )
+        # TCP by default: over UDP a lossy network smears frames, and many NATs and firewalls
+        # drop RTP over UDP altogether.
+        self.rtsp_transport = rtsp_transport
 
     def latest(self) -> LiveFrame | None:
         with self._lock:
@@ -149,7 +183,10 @@ class LiveStream:
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC,
                 int(self.read_timeout_s * 1000),
             ]
-            capture = cv2.VideoCapture(self.spec.location, cv2.CAP_FFMPEG, timeouts)
+            with _RTSP_OPTIONS.using(
+                self.rtsp_transport if self.spec.kind is SourceKind.RTSP else None
+            ):
+                capture = cv2.VideoCapture(self.spec.location, cv2.CAP_FFMPEG, timeouts)
         if not capture.isOpened():
             capture.release()
             raise StreamUnavailable(f"cannot open {self.spec.shown()}")

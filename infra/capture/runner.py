@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from aiokafka import AIOKafkaProducer
 
 from core.config import Settings
 from core.imaging.decode import CONTENT_TYPES, sniff_format
@@ -186,7 +187,7 @@ READERS: dict[SourceKind, Reader] = {
 }
 
 
-async def _check_topic(settings: Settings, topic: str) -> None:
+async def check_topic(settings: Settings, topic: str) -> None:
     admin = KafkaAdmin(settings)
     try:
         found = (await admin.partitions([topic])).get(topic)
@@ -207,37 +208,11 @@ async def ingest(
     every frame handed to the producer is then given `flush_timeout_s` to be acknowledged."""
     quiet_opencv()
     topic = TopicNames(settings.topic_prefix).images
-    await _check_topic(settings, topic)
+    await check_topic(settings, topic)
     producer = create_producer(settings, client_id=f"{settings.topic_prefix}-ingest")
     await producer.start()
     try:
-        change = ChangeFilter(options.change_threshold) if options.on_change else None
-        sender = FrameSender(
-            producer, topic, stats, max_in_flight=options.max_in_flight, change=change
-        )
-        sending = asyncio.create_task(sender.run(), name="ingest-send")
-        reading = asyncio.create_task(
-            READERS[spec.kind](spec, options, stats, sender), name="ingest-read"
-        )
-        stopping = asyncio.create_task(stop.wait(), name="ingest-stop")
-        await asyncio.wait({reading, stopping, sending}, return_when=asyncio.FIRST_COMPLETED)
-        ended = "ended" if reading.done() and not stop.is_set() else "stopped"
-        stats.state = "stopping"
-        for task in (reading, stopping):
-            task.cancel()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading  # re-raises what ended a reader (a video that did not open)
-            if sending.done():
-                sending.result()  # the sender failed unexpectedly: named, not hidden
-        except BaseException:
-            sending.cancel()
-            await asyncio.gather(sending, return_exceptions=True)
-            raise
-        await sender.close(options.flush_timeout_s)
-        sending.cancel()  # ended already, unless the broker never answered
-        await asyncio.gather(sending, return_exceptions=True)
-        return ended
+        return await run_source(producer, topic, spec, options, stats, stop)
     finally:
         # Bounded: aiokafka's stop() flushes what it still holds, which waits for a broker that
         # is down; what the flush above gave up on is counted already.
@@ -245,3 +220,47 @@ async def ingest(
             async with asyncio.timeout(PRODUCER_STOP_S):
                 await producer.stop()
         stats.state = "ended"
+
+
+async def run_source(
+    producer: AIOKafkaProducer,
+    topic: str,
+    spec: SourceSpec,
+    options: IngestOptions,
+    stats: IngestStats,
+    stop: asyncio.Event,
+) -> str:
+    """One source through a started producer (which may serve others too: `mugpos streams
+    run`), until it ends ("ended") or `stop` is set ("stopped"); then its frames handed over are
+    given `flush_timeout_s` to be acknowledged. An error that ends the reader is raised."""
+    change = ChangeFilter(options.change_threshold) if options.on_change else None
+    sender = FrameSender(producer, topic, stats, max_in_flight=options.max_in_flight, change=change)
+    sending = asyncio.create_task(sender.run(), name="ingest-send")
+    reading = asyncio.create_task(
+        READERS[spec.kind](spec, options, stats, sender), name="ingest-read"
+    )
+    stopping = asyncio.create_task(stop.wait(), name="ingest-stop")
+    try:
+        await asyncio.wait({reading, stopping, sending}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        for task in (reading, stopping, sending):
+            task.cancel()
+        await asyncio.gather(reading, stopping, sending, return_exceptions=True)
+        raise
+    ended = "ended" if reading.done() and not stop.is_set() else "stopped"
+    stats.state = "stopping"
+    for task in (reading, stopping):
+        task.cancel()
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading  # re-raises what ended a reader (a video that did not open)
+        if sending.done():
+            sending.result()  # the sender failed unexpectedly: named, not hidden
+    except BaseException:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        raise
+    await sender.close(options.flush_timeout_s)
+    sending.cancel()  # ended already, unless the broker never answered
+    await asyncio.gather(sending, return_exceptions=True)
+    return ended

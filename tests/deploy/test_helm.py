@@ -122,6 +122,8 @@ def test_default_objects(default: list[dict]) -> None:
     assert "mugpos-api" in _of(default, "Service")
     assert "mugpos-webhooks" in _of(default, "Deployment")
     assert "mugpos-webhooks" in _of(default, "Service")
+    assert "mugpos-streams" not in _of(default, "Deployment")  # streams.enabled: false
+    assert "mugpos-streams" not in _of(default, "Service")
     for spec in _pod_specs(default):
         for container in spec["containers"]:
             assert container["image"].endswith("-cpu")
@@ -401,6 +403,58 @@ def test_the_dispatcher_needs_the_encryption_key() -> None:
     assert "mugpos-webhooks" not in _of(objects, "Deployment")
     assert set(_of(objects, "NetworkPolicy")) == {"mugpos"}
     assert f"{ENV_PREFIX}ENCRYPTION_KEY" not in _of(objects, "Secret")["mugpos-env"]["stringData"]
+
+
+def test_the_streams_service_runs_as_one_replica_with_probes(gpu: list[dict]) -> None:
+    """`mugpos streams run` reads every managed stream in each replica: one replica, replaced
+    with Recreate (never two at once), with the workers' settings, endpoint and probes."""
+    deployment = _of(gpu, "Deployment")["mugpos-streams"]
+    assert "mugpos.io/role" not in deployment["metadata"]["labels"]  # not a pipeline worker
+    assert "mugpos.io/consumer-group" not in deployment["metadata"]["annotations"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert _of(gpu, "PodDisruptionBudget")["mugpos-streams"]["spec"]["maxUnavailable"] == 1
+    assert "mugpos-streams" not in _of(gpu, "ScaledObject")
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["mugpos", "streams", "run"]
+    assert container["image"].endswith("-cpu")
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    api = _of(gpu, "Deployment")["mugpos-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == api["envFrom"]
+    port = int(_env(container)[f"{ENV_PREFIX}WORKER_HTTP_PORT"])
+    assert container["ports"] == [
+        {"name": "http-metrics", "containerPort": port, "protocol": "TCP"}
+    ]
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert container[probe]["httpGet"] == {"path": path, "port": "http-metrics"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes["cache"]
+    service = _of(gpu, "Service")["mugpos-streams"]
+    assert service["spec"]["ports"][0]["name"] == "http-metrics"
+    assert service["spec"]["selector"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"streams.enabled": "true", "streams.config.LOG_LEVEL": "DEBUG"}, "only MUGPOS_*"),
+        (
+            {"streams.enabled": "true", "streams.config.MUGPOS_WORKER_HTTP_PORT": "1"},
+            "set by the chart",
+        ),
+    ],
+)
+def test_the_streams_service_refuses_bad_values(settings: dict[str, str], message: str) -> None:
+    result = helm_template(settings={**REQUIRED, **settings})
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 @pytest.mark.parametrize(

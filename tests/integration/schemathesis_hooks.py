@@ -52,3 +52,26 @@ def reachable_webhook_url(
         and sum(map(ord, name)) % 2 == 0
     ):
         case.body = {**case.body, "url": PUBLIC_WEBHOOK_URL}
+
+
+# Most URLs schemathesis makes up name no network stream (422 `stream_invalid`), so half the
+# schema-valid PUTs of a stream go out with a camera URL instead (RFC 5737, never read: no
+# streams service runs): streams get created, read, replaced and deleted too.
+CAMERA_URL = "rtsp://user:secret@192.0.2.7/schemathesis"
+
+
+@schemathesis.hook("before_call").apply_to(path="/api/v1/sources/{source_id}/stream", method="PUT")
+def camera_stream_url(
+    ctx: schemathesis.HookContext, case: schemathesis.Case, **kwargs: object
+) -> None:
+    meta = case.meta
+    source_id = (case.path_parameters or {}).get("source_id")
+    if (
+        meta is not None
+        and meta.generation.mode.is_positive
+        and isinstance(case.body, dict)
+        and isinstance(case.body.get("url"), str)
+        and isinstance(source_id, str)
+        and sum(map(ord, source_id)) % 2 == 0
+    ):
+        case.body = {**case.body, "url": CAMERA_URL}

@@ -25,6 +25,9 @@ What the configuration narrows, and why:
   (a private or loopback address, a host that does not resolve): 422 `webhook_target_refused`.
   No generated URL points to a public address, so the hooks file sends half of the schema-valid
   PUTs with one (never contacted), and endpoints are created, read and deleted too.
+- `PUT /sources/{source_id}/stream` may refuse a schema-valid URL that names no network stream
+  (a path, another scheme, no host): 422 `stream_invalid`. The hooks file sends half of the
+  schema-valid PUTs with a camera URL (never read: no streams service runs here).
 - The deployment's longest `?wait=` is 200 ms (MUGPOS_API_MAX_WAIT_MS, stated in the document
   as the parameter's maximum), so an upload that waits costs at most that.
 

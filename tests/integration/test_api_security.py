@@ -54,6 +54,10 @@ ROUTES: list[tuple[str, str, tuple[str, ...] | None]] = [
     ("GET", "/api/v1/sources/{source_id}/versions", ROLES),
     ("GET", "/api/v1/sources/{source_id}/state", ROLES),
     ("DELETE", "/api/v1/sources/{source_id}", ("manager", "admin")),
+    ("GET", "/api/v1/streams", ROLES),
+    ("PUT", "/api/v1/sources/{source_id}/stream", ("manager", "admin")),
+    ("GET", "/api/v1/sources/{source_id}/stream", ROLES),
+    ("DELETE", "/api/v1/sources/{source_id}/stream", ("manager", "admin")),
     ("GET", "/api/v1/webhooks", ("manager", "admin")),
     ("PUT", "/api/v1/webhooks/{name}", ("manager", "admin")),
     ("GET", "/api/v1/webhooks/{name}", ("manager", "admin")),
@@ -84,6 +88,9 @@ def _request_kwargs(method: str, path: str) -> dict:
         return {"json": {"action": "pause"}}
     if path.endswith("/events"):
         return {"params": {"timeout": 1}}
+    if path.endswith("/stream") and method == "PUT":
+        # A documentation address (RFC 5737): stored, never read (no streams service runs).
+        return {"json": {"url": "rtsp://192.0.2.7/stream1"}}
     if path.startswith("/api/v1/sources/") and method == "PUT":
         return {"json": {"name": "a camera"}}
     if path.startswith("/api/v1/webhooks/") and method == "PUT":

@@ -26,8 +26,9 @@ NEEDED = {
     "worker-cpu",
     "worker-gpu",
     "webhooks",
+    "streams",
 }
-APPS = {"setup", "api", "worker-cpu", "worker-gpu", "worker-cpu-inference", "webhooks"}
+APPS = {"setup", "api", "worker-cpu", "worker-gpu", "worker-cpu-inference", "webhooks", "streams"}
 BACKENDS = {"kafka", "mongodb", "redis", "minio"}
 SECRETS = {
     "MUGPOS_JWT_SECRET",
@@ -206,7 +207,7 @@ def test_gpu_worker_reserves_an_nvidia_device_and_cpu_workers_do_not(compose: di
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
     assert _environment(services["worker-gpu"])["MUGPOS_DEVICE"].startswith("cuda")
     assert services["worker-gpu"]["build"]["target"] == "gpu"
-    for name in ("worker-cpu", "worker-cpu-inference", "api", "setup", "webhooks"):
+    for name in ("worker-cpu", "worker-cpu-inference", "api", "setup", "webhooks", "streams"):
         assert "deploy" not in services[name]
         assert services[name]["build"]["target"] == "cpu"
     assert _environment(services["worker-cpu"])["MUGPOS_DEVICE"] == "cpu"
@@ -235,6 +236,24 @@ def test_the_webhook_dispatcher_runs_like_a_worker(compose: dict) -> None:
     assert env["MUGPOS_WORKER_HTTP_PORT"] == worker["MUGPOS_WORKER_HTTP_PORT"]
     assert env["MUGPOS_WEBHOOK_ALLOW_NETWORKS"] == "[]"  # private receivers refused by default
     assert "ports" not in webhooks
+
+
+def test_the_streams_service_runs_like_a_worker(compose: dict) -> None:
+    """`mugpos streams run` with the workers' settings, health check and dependencies; one
+    container (no replicas), nothing published."""
+    services = compose["services"]
+    streams = services["streams"]
+    assert streams["command"] == ["mugpos", "streams", "run"]
+    assert streams["image"] == services["worker-cpu"]["image"]
+    assert streams["healthcheck"] == services["worker-cpu"]["healthcheck"]
+    assert streams["depends_on"] == services["worker-cpu"]["depends_on"]
+    env = _environment(streams)
+    worker = _environment(services["worker-cpu"])
+    shared = set(compose["x-mugpos-env"])
+    assert {k: env[k] for k in shared} == {k: worker[k] for k in shared}
+    assert env["MUGPOS_WORKER_HTTP_PORT"] == worker["MUGPOS_WORKER_HTTP_PORT"]
+    assert "ports" not in streams
+    assert "replicas" not in streams.get("deploy", {})
 
 
 def test_allowed_webhook_networks_come_from_the_env_file() -> None:

@@ -13,7 +13,7 @@ import pytest
 from core.ingest.change import ChangeFilter, changed_blocks, fingerprint
 from core.ingest.interval import parse_interval
 from core.ingest.schedule import SamplingSchedule, sampled_times
-from core.ingest.source import SourceKind, classify_source
+from core.ingest.source import SourceKind, classify_source, mask_url, network_stream
 from core.ingest.stats import IngestStats
 from core.ingest.wire import RequestIds, capture_options, check_source_id, frame_headers
 from core.pipeline.intake import parse_headers
@@ -164,6 +164,49 @@ def test_unknown_schemes_are_refused_and_passwords_not_shown() -> None:
         classify_source("ftp://host/x")
     spec = classify_source("rtsp://admin:s3cret@10.0.0.5/live")
     assert spec.shown() == "rtsp://admin:***@10.0.0.5/live"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:secret@10.0.0.5/live", "rtsp://admin:***@10.0.0.5/live"),
+        ("rtsp://admin:p@ss:w/rd@cam:554/live", "rtsp://admin:***@cam:554/live"),
+        ("rtsp://cam/a@b", "rtsp://cam/a@b"),
+        (
+            "http://cam/video.cgi?user=admin&pwd=s3&res=hd",
+            "http://cam/video.cgi?user=admin&pwd=***&res=hd",
+        ),
+        ("http://cam/v?Password=x#f", "http://cam/v?Password=***#f"),
+        ("http://u:pw@cam/v.mjpg?x=a@b", "http://u:***@cam/v.mjpg?x=a@b"),
+        ("rtsp://admin@cam/live", "rtsp://admin@cam/live"),
+        ("http://cam/v.mjpg", "http://cam/v.mjpg"),
+        ("/dev/video0", "/dev/video0"),
+    ],
+)
+def test_passwords_in_urls_are_masked_whole(url: str, shown: str) -> None:
+    assert mask_url(url) == shown
+
+
+def test_managed_streams_are_network_streams_only(tmp_path) -> None:
+    assert network_stream("rtsps://cam.lan/1").kind is SourceKind.RTSP
+    assert network_stream("https://cam.lan/v.mjpg").kind is SourceKind.HTTP
+    for url in (
+        "file:///etc/passwd",
+        str(tmp_path),
+        f"{tmp_path}/",
+        f"dir:{tmp_path}",
+        "/dev/video0",
+        "0",
+        "clip.mp4",
+        "ftp://cam/x",
+    ):
+        with pytest.raises(ValueError, match="network stream only"):
+            network_stream(url)
+    for url in ("rtsp://", "http:///v.mjpg", "http://[::1/v"):
+        with pytest.raises(ValueError, match="no host"):
+            network_stream(url)
+    with pytest.raises(ValueError, match="without spaces"):
+        network_stream("rtsp://cam/a b")
 
 
 def test_frames_carry_the_headers_the_worker_reads() -> None:
