@@ -45,7 +45,9 @@ async def test_a_backlog_older_than_max_age_expires_and_current_frames_are_analy
         headers = [("source-id", source.encode()), ("captured-at", taken.isoformat().encode())]
         return (rid, picture, headers, 0)
 
-    stale = [frame(f"stale-{i}", SOURCE, now - timedelta(minutes=10, seconds=i)) for i in range(12)]
+    stale = [
+        frame(f"stale-{i}", SOURCE, now - timedelta(minutes=10, seconds=i)) for i in range(200)
+    ]
     current = [frame(f"current-{i}", SOURCE, now + timedelta(seconds=i)) for i in range(2)]
     other = [frame("other-old", "hall-cam", now - timedelta(hours=1))]  # no max_age_s
     await publish(pipeline, [*stale, *current, *other])
