@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from control.cli import app
 from core.config import Settings
 from infra import mongo
+from infra.launchers import free_port
 from infra.mongo import ACTIVITY_LOGS
 from schemas.topics import TopicNames
 from tests.integration.api_server import ApiServer, login, start_api
@@ -402,20 +404,18 @@ def _stage_records(settings: Settings, ids: list[str], timeout_s: float) -> dict
     return records
 
 
-def _has_published_results(
-    settings: Settings, sent: dict[str, int], partitions: dict[str, set[int]]
-) -> bool:
-    """Whether a result was published that the owner of `partitions` produced."""
-    names = TopicNames(settings.topic_prefix)
-    records = {
-        topic: asyncio.run(read_to_end(settings, topic))
-        for topic in (names.detected, names.results)
-    }
-    attribution = _Attribution(settings, sent, records)
-    return any(
-        attribution.by_owner_of(names.results, r, partitions)
-        for r in records[names.results]
-        if r.request_id in sent
+def _in_flight(port: int) -> float:
+    """Inputs a worker has taken from Kafka and not yet acknowledged (its /metrics), 0 when it
+    does not answer."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mugpos_images_in_flight"
     )
 
 
@@ -435,7 +435,13 @@ def test_drain_finishes_in_flight_work_and_redoes_nothing(
     env = {"MUGPOS_HEARTBEAT_INTERVAL_S": BEAT}
     settings = api_deployment
     names = TopicNames(settings.topic_prefix)
-    workers = [WorkerProcess(settings, tmp_path, f"d{i}", env, stage=stage) for i in range(2)]
+    ports = [free_port() for _ in range(2)]
+    workers = [
+        WorkerProcess(
+            settings, tmp_path, f"d{i}", {**env, "MUGPOS_WORKER_HTTP_PORT": str(port)}, stage=stage
+        )
+        for i, port in enumerate(ports)
+    ]
     server = start_api(settings)
     try:
         admin = login(server, "admin")
@@ -446,15 +452,20 @@ def test_drain_finishes_in_flight_work_and_redoes_nothing(
         group = worker_group(settings, stage)
         members = asyncio.run(_group_members(settings, group))
         assert len(members) == 2, members
-        sent = _publish(settings, list(range(settings.topic_partitions)), 24)
+        partitions = list(range(settings.topic_partitions))
+        # Mid-stream: a first wave done and committed by both workers, ...
+        sent = _publish(settings, partitions, 6)
+        asyncio.run(collect(settings, names.results, list(sent), 120, to_end=False))
+        asyncio.run(wait_all_committed(settings, names.consumed(), 60, stage))
+        # ... then the worker to drain paused, with nothing in hand, and a second wave sent: what
+        # it takes of it, it holds (a paused worker admits input and waits), so the drain
+        # certainly finds work in hand, however fast this machine is.
+        paused = _command(server, admin, first["worker_id"], "pause").json()
+        assert paused["acks"][first["worker_id"]]["ok"] is True
+        sent |= _publish(settings, partitions, 24)
         ids = list(sent)
-        # Mid-stream: as soon as the worker to drain has published a result, with most of the
-        # 72 images still to do.
-        _until(
-            lambda: _has_published_results(settings, sent, ours),
-            90,
-            "a result from the worker to drain",
-        )
+        port = ports[[w.process.pid for w in workers].index(first["pid"])]
+        _until(lambda: _in_flight(port), 60, "the paused worker to hold input in hand")
         reply, still_there = asyncio.run(
             _drain_watching_the_group(server, admin, first["worker_id"], members, group)
         )
