@@ -20,7 +20,9 @@ from api.routes import (
     about,
     analyze,
     auth,
+    console,
     dashboard,
+    docs,
     live,
     rules,
     servers,
@@ -56,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=TITLE,
         version="1.0.0",
         description="Submit images of desks, get mug positioning facts and rule verdicts.",
-        docs_url="/api/docs",
+        docs_url=None,  # api.routes.docs serves /api/docs from local assets
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in AREAS:
         problems.document(module.router)
         app.include_router(module.router)
+    docs.install(app)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document, plus the `Problem` schema the error answers refer to and this
@@ -94,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign] - FastAPI's documented way to extend it
+    console.install(app)
     return app
 
 

@@ -61,3 +61,10 @@ def allowed(role: str, permission: str) -> bool:
         if want_action in ("*", action) and want_resource in ("*", resource):
             return True
     return False
+
+
+def permissions_of(role: str) -> list[str]:
+    """Every permission the table names that `role` holds, spelled out (no patterns): what a
+    client shows or hides by, without a copy of this table."""
+    named = {p for patterns in ROLE_PERMISSIONS.values() for p in patterns if "*" not in p}
+    return sorted(p for p in named if allowed(role, p))

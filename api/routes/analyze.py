@@ -335,19 +335,49 @@ async def get_image(
     return Response(rendered, media_type="image/jpeg")
 
 
+# A mug's own failing checks (core.positioning) in the words its caption uses.
+_CHECK_WORDS = {
+    "coaster": "off coaster",
+    "edge": "near edge",
+    "hazard": "near hazard",
+    "clearance": "too close to a mug",
+    "zone": "outside zone",
+}
+
+
+def _failed_rules(result: dict[str, Any]) -> dict[int, list[str]]:
+    """By mug index, the names of the rules that failed for it (a verdict's `subjects`)."""
+    failed: dict[int, list[str]] = {}
+    for verdict in result.get("verdicts", []):
+        if verdict["passed"] is False:
+            for index in verdict["subjects"]:
+                failed.setdefault(index, []).append(verdict.get("name") or verdict["rule_id"])
+    return failed
+
+
+def _reason(mug: dict[str, Any], rules: list[str]) -> str:
+    """Why a mug fails, in a few words for its caption: its own checks, then the failed rules
+    (annotate cuts it to a caption's length)."""
+    parts = [_CHECK_WORDS.get(check, check) for check in mug.get("failing") or ()] + rules
+    return ", ".join(dict.fromkeys(parts))  # each once, in order
+
+
 def _render(original: bytes, result: dict[str, Any]) -> bytes:
-    failed_subjects = {
-        index for v in result.get("verdicts", []) if v["passed"] is False for index in v["subjects"]
+    """The annotated JPEG of a result: its detections, its mugs coloured by verdict and each
+    failing mug's reason."""
+    failed = _failed_rules(result)
+    positioned = (result.get("positioning") or {}).get("mugs", [])
+    mugs = [(m["box"], not m["failing"] and m["index"] not in failed) for m in positioned]
+    reasons = {
+        position: _reason(m, failed.get(m["index"], []))
+        for position, m in enumerate(positioned)
+        if not mugs[position][1]
     }
-    mugs = [
-        (m["box"], not m["failing"] and m["index"] not in failed_subjects)
-        for m in (result.get("positioning") or {}).get("mugs", [])
-    ]
     detections = [
         (d["class_name"], d["role"], d["confidence"], d["box"])
         for d in result.get("detections", [])
     ]
-    return annotate(original, detections, mugs)
+    return annotate(original, detections, mugs, reasons=reasons)
 
 
 @router.get(

@@ -18,7 +18,7 @@ from api.deps import audit, check_rate, require, services
 from api.problems import Problem, problem_responses
 from api.routes import JsonRoute, links
 from api.services import ApiServices
-from core.access import Principal, Role
+from core.access import Principal, Role, permissions_of
 from infra import activity_log
 from infra.users_store import KeyNotFound, LastAdmin, UserExists, UserNotFound, key_id_of
 
@@ -34,6 +34,10 @@ class Token(BaseModel):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 scheme name
     expires_in: int
     role: Role
+    permissions: list[str] = Field(
+        description="What this role may do (`action:resource`): a client hides what it cannot "
+        "use; the API still checks every request."
+    )
 
 
 class NewUser(BaseModel):
@@ -128,7 +132,12 @@ async def token(
     await svc.limiter.login.succeeded(username, ip)
     ttl = svc.settings.jwt_ttl_s
     jwt = tokens.issue(svc.jwt_secret, svc.settings.jwt_issuer, ttl, principal)
-    return Token(access_token=jwt, expires_in=ttl, role=principal.role)
+    return Token(
+        access_token=jwt,
+        expires_in=ttl,
+        role=principal.role,
+        permissions=permissions_of(principal.role),
+    )
 
 
 @router.post(

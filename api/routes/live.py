@@ -8,10 +8,11 @@ import contextlib
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Response, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
 from api.deps import authenticate, require, services
+from api.live_throttle import LatestPerSource
 from api.problems import Problem, problem_responses
 from api.services import ApiServices
 from core.access import Principal, allowed
@@ -20,6 +21,7 @@ from infra.ws_tickets import TicketStore, TicketStoreUnavailable
 router = APIRouter(tags=["live"])
 log = logging.getLogger(__name__)
 MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
+MIN_THROTTLE_MS = 50
 
 
 class WsTicket(BaseModel):
@@ -49,10 +51,16 @@ async def ws_ticket(
 
 
 @router.websocket("/ws/control-plane")
-async def control_plane(websocket: WebSocket, source_id: str | None = None) -> None:
+async def control_plane(
+    websocket: WebSocket,
+    source_id: str | None = None,
+    latest_per_source_ms: Annotated[int | None, Query(ge=MIN_THROTTLE_MS, le=60_000)] = None,
+) -> None:
     """Authenticate with `?ticket=` (from POST /api/v1/ws-ticket: browsers), an Authorization
     header or `X-API-Key` (other clients); `?token=<jwt>` still works but puts the token in the
-    URL. Needs read:analysis. Sends `{"type": "result"|..., "data": {...}}` frames. A refused
+    URL. Needs read:analysis. Sends `{"type": "result"|..., "data": {...}}` frames. With
+    `latest_per_source_ms`, at most one result per source per that interval, the latest, with
+    `coalesced` telling how many results it stands for (api.live_throttle). A refused
     caller's socket is closed with 4401 (no, bad or used credentials), 4403 (not allowed) or
     4503 (tickets cannot be checked now; retry), the reason starting with the problem's code."""
     svc: ApiServices = websocket.app.state.services
@@ -71,7 +79,8 @@ async def control_plane(websocket: WebSocket, source_id: str | None = None) -> N
         await websocket.send_json(
             {"type": "hello", "data": {"subject": principal.subject, "source_id": source_id}}
         )
-        sender = asyncio.create_task(_forward(websocket, subscription.queue))
+        throttle = latest_per_source_ms and LatestPerSource(latest_per_source_ms / 1000)
+        sender = asyncio.create_task(_forward(websocket, subscription.queue, throttle or None))
         try:
             with contextlib.suppress(WebSocketDisconnect):
                 while True:  # the client says nothing; this notices when it leaves
@@ -130,7 +139,22 @@ async def _refuse(websocket: WebSocket, problem: Problem) -> None:
     await websocket.close(4000 + problem.status, reason.decode(errors="ignore"))
 
 
-async def _forward(websocket: WebSocket, queue: asyncio.Queue) -> None:
+async def _forward(
+    websocket: WebSocket, queue: asyncio.Queue, throttle: LatestPerSource | None
+) -> None:
+    loop = asyncio.get_running_loop()
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
-            await websocket.send_json(await queue.get())
+            if throttle is None:
+                await websocket.send_json(await queue.get())
+                continue
+            due_at = throttle.next_due()
+            try:
+                wait = None if due_at is None else max(0.0, due_at - loop.time())
+                event = await asyncio.wait_for(queue.get(), wait)
+            except TimeoutError:
+                out = throttle.due(loop.time())
+            else:
+                out = throttle.offer(event, loop.time())
+            for frame in out:
+                await websocket.send_json(frame)

@@ -11,6 +11,7 @@ import pytest
 from core.config import Settings
 from infra.provision import provision
 from tests.integration.api_server import ApiServer, api_settings, start_api
+from tests.integration.console_harness import browser  # noqa: F401 - the module-scoped Chromium
 from tests.integration.workers import WorkerProcess
 
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from api import tokens
-from core.access import ROLES, Principal, allowed
+from core.access import ROLES, Principal, allowed, permissions_of
 
 SECRET = "s" * 40
 
@@ -41,6 +41,15 @@ SECRET = "s" * 40
 )
 def test_role_permissions(role: str, permission: str, expected: bool) -> None:
     assert allowed(role, permission) is expected
+
+
+def test_permissions_of_spells_out_what_a_role_holds() -> None:
+    assert permissions_of("viewer") == ["read:analysis", "read:dashboard", "read:sources"]
+    assert "write:rules" in permissions_of("manager")
+    assert "write:users" not in permissions_of("manager")
+    # The admin's `*:*` is spelled out as every permission another role is given.
+    assert set(permissions_of("admin")) >= set(permissions_of("manager"))
+    assert permissions_of("intruder") == []
 
 
 def test_each_role_holds_everything_the_one_below_holds() -> None:

@@ -1,0 +1,120 @@
+// Boxes drawn in the browser from a result's detections, over the stored original: no annotated
+// JPEG is rendered per card. Mugs are green when they pass every rule, red when one fails.
+
+import { imageUrl } from "./api.js";
+
+export const COLOURS = { pass: "#1f9d4c", fail: "#d7263d", coaster: "#2f6fdf", hazard: "#e08a00", other: "#7d8794" };
+
+/** Which mugs (positioning indexes) fail: their own failing facts or a failed rule on them. */
+export function failingMugs(result) {
+  const failing = new Set();
+  for (const verdict of result.verdicts || []) {
+    if (verdict.passed === false) for (const index of verdict.subjects || []) failing.add(index);
+  }
+  for (const mug of (result.positioning && result.positioning.mugs) || []) {
+    if (mug.failing && mug.failing.length) failing.add(mug.index);
+  }
+  return failing;
+}
+
+/** Short reasons per failing mug index: the failed rules' names naming it, else its facts. */
+export function mugReasons(result) {
+  const reasons = new Map();
+  for (const verdict of result.verdicts || []) {
+    if (verdict.passed !== false) continue;
+    for (const index of verdict.subjects || []) {
+      reasons.set(index, [...(reasons.get(index) || []), verdict.name || verdict.rule_id]);
+    }
+  }
+  for (const mug of (result.positioning && result.positioning.mugs) || []) {
+    if (!reasons.has(mug.index) && mug.failing && mug.failing.length) {
+      reasons.set(mug.index, mug.failing.map((f) => f.replaceAll("_", " ")));
+    }
+  }
+  return reasons;
+}
+
+/** What to draw: [{box, colour, label, reason}] in original pixels. */
+export function shapes(result) {
+  const out = [];
+  const mugs = (result.positioning && result.positioning.mugs) || [];
+  const failing = failingMugs(result);
+  const reasons = mugReasons(result);
+  for (const d of result.detections || []) {
+    if (d.role === "mug" && mugs.length) continue; // drawn from the positioning facts below
+    const colour = d.role === "coaster" ? COLOURS.coaster
+      : d.role === "hazard" ? COLOURS.hazard
+      : COLOURS.other;
+    out.push({ box: d.box, colour, label: `${d.class_name} ${Math.round(d.confidence * 100)}%` });
+  }
+  for (const mug of mugs) {
+    const bad = failing.has(mug.index);
+    out.push({
+      box: mug.box,
+      colour: bad ? COLOURS.fail : COLOURS.pass,
+      label: `mug ${mug.index + 1}`,
+      reason: bad ? (reasons.get(mug.index) || []).join(", ") : "",
+      mug: mug.index,
+      failing: bad,
+    });
+  }
+  return out;
+}
+
+function loadImage(url) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new Error("the image could not be shown"));
+    image.src = url;
+  });
+}
+
+/**
+ * Draw `result` onto `canvas`: its stored image, then the boxes, with line width and labels
+ * scaled to the picture so they stay readable when the canvas is shown small. Resolves to false
+ * when there is no stored image (the canvas then says so).
+ */
+export async function drawResult(canvas, result) {
+  const url = result.image && result.image.object_key ? await imageUrl(result.request_id) : null;
+  const context = canvas.getContext("2d");
+  if (!url) {
+    canvas.width = 480;
+    canvas.height = 120;
+    context.fillStyle = "#e9edf1";
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.fillStyle = "#5b6470";
+    context.font = "16px sans-serif";
+    context.fillText("No stored image", 16, 64);
+    return false;
+  }
+  try {
+    const image = await loadImage(url);
+    canvas.width = image.naturalWidth;
+    canvas.height = image.naturalHeight;
+    context.drawImage(image, 0, 0);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  const side = Math.min(canvas.width, canvas.height);
+  const line = Math.max(2, Math.round(side * 0.006));
+  const font = Math.max(12, Math.round(side * 0.035));
+  context.lineWidth = line;
+  context.font = `600 ${font}px sans-serif`;
+  context.textBaseline = "top";
+  for (const shape of shapes(result)) {
+    const [x0, y0, x1, y1] = shape.box;
+    context.strokeStyle = shape.colour;
+    context.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    const text = shape.reason ? `${shape.label}: ${shape.reason}` : shape.label;
+    const width = context.measureText(text).width + font * 0.5;
+    const top = y0 - font * 1.3 >= 0 ? y0 - font * 1.3 : y1;
+    const left = Math.min(Math.max(0, x0), Math.max(0, canvas.width - width));
+    context.fillStyle = shape.colour;
+    context.fillRect(left, top, width, font * 1.3);
+    context.fillStyle = "#fff";
+    context.fillText(text, left + font * 0.25, top + font * 0.15);
+  }
+  canvas.dataset.shapes = String(shapes(result).length);
+  return true;
+}

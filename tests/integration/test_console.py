@@ -1,0 +1,126 @@
+"""The web console in a real browser against a real API and worker: sign in, upload two scenes
+and watch their results arrive live with their boxes, open one, page the history, and what a
+viewer does not get. The Rules, Sources, Workers and Dashboard pages have modules of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.integration.console_harness import (
+    PHONE,
+    ConsoleStack,
+    clean,
+    open_console,
+    screenshot,
+    stack,
+)
+from tests.integration.workers import scene_jpeg
+
+RESULT_TIMEOUT_MS = 90_000  # a fresh worker exports its model before the first result
+
+
+@pytest.fixture(scope="module")
+def console(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConsoleStack]:
+    yield from stack(request, tmp_path_factory, with_worker=True)
+
+
+def _scenes(folder: Path) -> list[Path]:
+    paths = []
+    for seed in (11, 12):
+        path = folder / f"scene-{seed}.jpg"
+        path.write_bytes(scene_jpeg(seed, 640))
+        paths.append(path)
+    return paths
+
+
+def _drawn(page: Page, request_id: str) -> None:
+    """The card of `request_id` shows its picture with boxes drawn by the browser."""
+    card = page.locator(f'[data-request-id="{request_id}"]')
+    expect(card.locator("canvas[data-shapes]")).to_have_count(1, timeout=RESULT_TIMEOUT_MS)
+    shapes = int(card.locator("canvas").get_attribute("data-shapes") or 0)
+    assert shapes > 0, f"no box drawn on {request_id}"
+    width = card.locator("canvas").evaluate("c => c.width")
+    assert width == 640, width  # the stored original, at its own size
+
+
+def test_root_leads_to_the_console_and_its_pages_are_guarded(console: ConsoleStack) -> None:
+    reply = httpx.get(console.api.url + "/", follow_redirects=False)
+    assert reply.status_code == 307
+    assert reply.headers["location"] == "/console/"
+    page = httpx.get(console.url)
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = httpx.get(console.url + "js/app.js")
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+
+
+def test_upload_two_scenes_and_see_them_live_then_open_one(
+    browser: Browser, console: ConsoleStack, tmp_path: Path
+) -> None:
+    watcher = open_console(browser, console, "analyst")
+    expect(watcher.get_by_test_id("live-state")).to_have_text("live", timeout=30_000)
+    uploader = open_console(browser, console, "analyst")
+    uploader.get_by_role("link", name="Upload").click()
+    uploader.get_by_label("Choose pictures").set_input_files([str(p) for p in _scenes(tmp_path)])
+    done = uploader.get_by_test_id("upload-results").get_by_test_id("result-card")
+    expect(done).to_have_count(2, timeout=RESULT_TIMEOUT_MS)
+    ids = [done.nth(i).get_attribute("data-request-id") for i in range(2)]
+    for request_id in ids:
+        _drawn(uploader, request_id)
+        _drawn(watcher, request_id)  # arrived over the WebSocket on the other page
+    screenshot(uploader, console, "upload")
+    screenshot(watcher, console, "live")
+
+    watcher.locator(f'[data-request-id="{ids[0]}"] a').click()
+    expect(watcher.get_by_role("heading", level=1)).to_contain_text(ids[0])
+    expect(watcher.get_by_role("heading", name="Mugs")).to_be_visible()
+    expect(watcher.locator("canvas[data-shapes]")).to_have_count(1, timeout=30_000)
+    expect(watcher.get_by_text("Raw JSON")).to_be_visible()
+    timings = watcher.get_by_role("heading", name="Timings").locator(
+        "xpath=following-sibling::*[1]"
+    )
+    expect(timings.locator("tbody tr").first).to_be_visible()
+    screenshot(watcher, console, "result")
+
+    watcher.get_by_role("link", name="History").click()
+    rows = watcher.get_by_test_id("history-results").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    watcher.get_by_label("Status").select_option("rejected")
+    watcher.get_by_role("button", name="Apply").click()
+    expect(watcher.get_by_test_id("history-results")).to_contain_text("No result matches.")
+    screenshot(watcher, console, "history")
+    for page in (watcher, uploader):
+        clean(page)
+
+
+def test_a_viewer_gets_no_write_controls_and_a_phone_gets_the_same_console(
+    browser: Browser, console: ConsoleStack
+) -> None:
+    page = open_console(browser, console, "viewer", viewport=PHONE)
+    nav = page.get_by_role("navigation", name="Sections")
+    expect(nav.get_by_role("link", name="Live")).to_be_visible()
+    for hidden in ("Upload", "Rules", "Workers"):
+        expect(nav.get_by_role("link", name=hidden)).to_have_count(0)
+    page.goto(console.url + "#/upload")
+    expect(page.get_by_text("Your role cannot open Upload.")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    screenshot(page, console, "viewer-phone")
+    clean(page)
+
+
+def test_a_wrong_password_is_told_plainly(browser: Browser, console: ConsoleStack) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(console.url)
+    page.get_by_label("User name").fill("viewer")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong username or password")
+    context.close()
