@@ -3,14 +3,16 @@
 A camera sampled several times a second, times a fleet of cameras, would flood a browser that can
 only show the latest picture of each anyway. Per source, the first result goes out at once; those
 that arrive within the interval after it replace one another, and the last is sent when the
-interval is over, saying how many it stood for. Results of no source (one-off uploads) and other
-events are never held: each is someone's answer.
+interval is over, saying how many it stood for. Results of no particular source (one-off uploads:
+`UNNAMED_SOURCES`) and other events are never held: each is someone's answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from schemas.topics import UNNAMED_SOURCES
 
 Event = dict[str, Any]
 
@@ -64,4 +66,5 @@ class LatestPerSource:
 def _source_of(event: Event) -> str | None:
     if event.get("type") != "result":
         return None
-    return (event.get("data") or {}).get("source_id") or None
+    source = (event.get("data") or {}).get("source_id")
+    return None if not source or source in UNNAMED_SOURCES else source

@@ -347,8 +347,9 @@ def run_demo(workdir: Path | None, console: Console, *, serve: bool = False) -> 
 
 def _serve(console: Console, api_url: str, password: str, workdir: Path) -> None:
     console.print(
-        f"\n[bold]serving[/] — API docs {api_url}/api/docs · user {DEMO_USER} / {password} "
-        f"(admin) · logs and data in {workdir}\nCtrl-C stops everything."
+        f"\n[bold]serving[/] — web console {api_url}/console/ · sign in as {DEMO_USER} / "
+        f"{password} (admin)\nAPI docs {api_url}/api/docs · logs and data in {workdir}\n"
+        "Ctrl-C stops everything."
     )
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop cleans up like Ctrl-C
     try:

@@ -50,6 +50,12 @@ def _drawn(page: Page, request_id: str) -> None:
     assert width == 640, width  # the stored original, at its own size
 
 
+def _mug_card(page: Page, request_id: str) -> bool:
+    """Whether the card's result has a mug (its page then lists facts per mug)."""
+    card = page.locator(f'[data-request-id="{request_id}"]')
+    return card.locator("canvas").evaluate("c => c.dataset.mugs !== '0'")
+
+
 def test_root_leads_to_the_console_and_its_pages_are_guarded(console: ConsoleStack) -> None:
     reply = httpx.get(console.api.url + "/", follow_redirects=False)
     assert reply.status_code == 307
@@ -78,9 +84,11 @@ def test_upload_two_scenes_and_see_them_live_then_open_one(
     screenshot(uploader, console, "upload")
     screenshot(watcher, console, "live")
 
-    watcher.locator(f'[data-request-id="{ids[0]}"] a').click()
-    expect(watcher.get_by_role("heading", level=1)).to_contain_text(ids[0])
-    expect(watcher.get_by_role("heading", name="Mugs")).to_be_visible()
+    with_mug = next(i for i in ids if _mug_card(watcher, i))
+    watcher.locator(f'[data-request-id="{with_mug}"] a').click()
+    expect(watcher.get_by_role("heading", level=1)).to_contain_text(with_mug)
+    mugs = watcher.get_by_role("heading", name="Mugs").locator("xpath=following-sibling::*[1]")
+    expect(mugs.locator("tbody tr").first).to_contain_text("cm")  # facts in centimetres
     expect(watcher.locator("canvas[data-shapes]")).to_have_count(1, timeout=30_000)
     expect(watcher.get_by_text("Raw JSON")).to_be_visible()
     timings = watcher.get_by_role("heading", name="Timings").locator(
@@ -124,3 +132,15 @@ def test_a_wrong_password_is_told_plainly(browser: Browser, console: ConsoleStac
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("wrong username or password")
     context.close()
+
+
+def test_the_api_docs_render_offline(browser: Browser, console: ConsoleStack) -> None:
+    """Swagger UI from the app's own files: no request leaves it, and the operations show."""
+    page = open_console(browser, console, "viewer")
+    page.get_by_role("link", name="API docs").click()
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+        "Mug Positioning", timeout=30_000
+    )
+    expect(page.locator(".opblock").first).to_be_visible()
+    screenshot(page, console, "api-docs")
+    clean(page)

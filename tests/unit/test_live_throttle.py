@@ -29,9 +29,10 @@ def test_sources_are_throttled_apart_and_uploads_and_other_events_never_wait() -
     throttle = LatestPerSource(1.0)
     assert throttle.offer(_result("cam-1", 1), now=0.0)
     assert throttle.offer(_result("cam-2", 2), now=0.1)  # another source: its own interval
-    upload = _result(None, 3)
-    assert throttle.offer(upload, now=0.2) == [upload]
-    assert throttle.offer(upload, now=0.3) == [upload]
+    for unnamed in (None, "api", "cli"):
+        upload = _result(unnamed, 3)
+        assert throttle.offer(upload, now=0.2) == [upload]
+        assert throttle.offer(upload, now=0.3) == [upload]
     event = {"type": "worker", "data": {"worker_id": "w1"}}
     assert throttle.offer(event, now=0.4) == [event]
     assert throttle.offer(_result("cam-1", 4), now=1.5) == [_result("cam-1", 4)]  # interval over

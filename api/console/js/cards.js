@@ -1,19 +1,22 @@
 // A result as a card (Live and Upload): the picture with its boxes, source, status, failed rules
 // and the advice, linking to the result's page.
 
-import { drawResult } from "./draw.js";
+import { drawResult, failingMugs } from "./draw.js";
 import { badge, el, fmtTime } from "./ui.js";
 
 export function statusTone(result) {
-  if (result.status === "ok") return failedRules(result).length ? "bad" : "ok";
+  if (result.status === "ok") return failingMugs(result).size || failedRules(result).length ? "bad" : "ok";
   if (result.status === "pending") return "";
   return "warn";
 }
 
+/** ok results: how many rules failed, else how many mugs are misplaced, else "passes". */
 export function statusText(result) {
   if (result.status !== "ok") return result.status;
   const failed = failedRules(result).length;
-  return failed ? `${failed} rule${failed > 1 ? "s" : ""} failed` : "passes";
+  if (failed) return `${failed} rule${failed > 1 ? "s" : ""} failed`;
+  const misplaced = failingMugs(result).size;
+  return misplaced ? `${misplaced} mug${misplaced > 1 ? "s" : ""} misplaced` : "passes";
 }
 
 export function failedRules(result) {

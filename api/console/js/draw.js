@@ -17,6 +17,15 @@ export function failingMugs(result) {
   return failing;
 }
 
+// A mug's own failing checks (core.positioning) in the words the annotated JPEG uses too.
+const CHECK_WORDS = {
+  coaster: "off coaster",
+  edge: "near edge",
+  hazard: "near hazard",
+  clearance: "too close to a mug",
+  zone: "outside zone",
+};
+
 /** Short reasons per failing mug index: the failed rules' names naming it, else its facts. */
 export function mugReasons(result) {
   const reasons = new Map();
@@ -28,7 +37,7 @@ export function mugReasons(result) {
   }
   for (const mug of (result.positioning && result.positioning.mugs) || []) {
     if (!reasons.has(mug.index) && mug.failing && mug.failing.length) {
-      reasons.set(mug.index, mug.failing.map((f) => f.replaceAll("_", " ")));
+      reasons.set(mug.index, mug.failing.map((f) => CHECK_WORDS[f] || f.replaceAll("_", " ")));
     }
   }
   return reasons;
@@ -102,7 +111,8 @@ export async function drawResult(canvas, result) {
   context.lineWidth = line;
   context.font = `600 ${font}px sans-serif`;
   context.textBaseline = "top";
-  for (const shape of shapes(result)) {
+  const drawn = shapes(result);
+  for (const shape of drawn) {
     const [x0, y0, x1, y1] = shape.box;
     context.strokeStyle = shape.colour;
     context.strokeRect(x0, y0, x1 - x0, y1 - y0);
@@ -115,6 +125,7 @@ export async function drawResult(canvas, result) {
     context.fillStyle = "#fff";
     context.fillText(text, left + font * 0.25, top + font * 0.15);
   }
-  canvas.dataset.shapes = String(shapes(result).length);
+  canvas.dataset.shapes = String(drawn.length); // what the browser tests read
+  canvas.dataset.mugs = String(drawn.filter((s) => s.mug !== undefined).length);
   return true;
 }

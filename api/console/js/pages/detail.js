@@ -105,9 +105,12 @@ export default {
           { label: "Stage", cell: ([stage]) => stage },
           { label: "Time", cell: ([, ms]) => fmtNumber(ms, 1, "ms") },
         ],
-        Object.entries(result.timings_ms || {}),
+        Object.entries(result.timings_ms || {}).filter(([stage]) => stage !== "batch_size"),
         { empty: "No timings recorded." },
       ),
+      result.timings_ms && result.timings_ms.batch_size
+        ? el("p", { class: "muted" }, `Inferred in a batch of ${result.timings_ms.batch_size}.`)
+        : null,
       result.latency_ms ? el("p", { class: "muted" }, `Submission to result: ${fmtNumber(result.latency_ms, 0, "ms")}`) : null,
       el("details", {}, el("summary", {}, "Raw JSON"), el("pre", { class: "json" }, JSON.stringify(result, null, 2))),
     );
