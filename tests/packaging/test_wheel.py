@@ -85,6 +85,23 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return env
 
 
+# The web console and the API docs' assets, served by the installed app (no lifespan: static).
+SERVES_CONSOLE = """
+import re
+from fastapi.testclient import TestClient
+import api
+from api.main import create_app
+from core.config import Settings
+client = TestClient(create_app(Settings(_env_file=None)))
+docs = client.get("/api/docs").text
+paths = ["/console/", "/console/js/app.js", "/console/js/pages/rules.js", "/console/css/rules.css"]
+paths += re.findall(r'(/api/docs/assets/[^"]+)', docs)
+for path in paths:
+    print(path, client.get(path).status_code)
+print(api.__file__)
+"""
+
+
 def test_the_wheel_carries_data_files_and_licence(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
@@ -115,3 +132,7 @@ def test_the_installed_wheel_works_outside_the_checkout(installed: Path, tmp_pat
     assert (ref, source, found) == ("mugdet-synth:1.1.0", "bundled", "1")
     for path in (weights, core_file):  # read from the new environment, not the checkout
         assert Path(path).is_relative_to(installed), path
+    *served, api_file = _run([str(bin_dir / "python"), "-c", SERVES_CONSOLE], tmp_path).splitlines()
+    assert Path(api_file).is_relative_to(installed), api_file
+    assert len(served) >= 6, served  # the console's files and the docs' script and style sheet
+    assert all(line.endswith(" 200") for line in served), served
