@@ -63,6 +63,7 @@ class Token(BaseModel):
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 scheme name
     expires_in: int
     role: str
+    permissions: list[str] = []
 
 
 class Submitted(BaseModel):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -20,12 +22,20 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from core.config import Settings
 from infra.provision import provision
 from tests.conftest import settings_for
-from tests.integration.api_server import PASSWORD, ApiServer, api_settings, start_api
+from tests.integration.api_server import PASSWORD, ApiServer, add_role_users, api_settings
 from tests.integration.workers import WorkerProcess
 
+T = TypeVar("T")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VIEWPORT = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+
+
+def in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to its end on an event loop of its own thread: Playwright's sync API keeps
+    a loop running in the test's thread while a browser is open, where `asyncio.run` refuses."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @dataclass
@@ -49,14 +59,15 @@ def stack(
         for n in ("kafka_broker", "mongo_server", "redis_server", "s3_server")
     ]
     settings = api_settings(settings_for(f"t{uuid.uuid4().hex[:10]}", *services))
-    asyncio.run(provision(settings))
+    in_own_loop(provision(settings))
     folder = tmp_path_factory.mktemp("console")
     worker = (
         WorkerProcess(settings, folder, "console-worker", {"MUGPOS_HEARTBEAT_INTERVAL_S": "1"})
         if with_worker
         else None
     )
-    server = start_api(settings)
+    in_own_loop(add_role_users(settings))
+    server = ApiServer(settings).start()
     screenshots = folder / "screenshots"
     screenshots.mkdir()
     try:
@@ -123,5 +134,3 @@ def clean(page: Page) -> None:
     assert page.page_errors == [], page.page_errors  # type: ignore[attr-defined]
     assert page.outside_requests == [], page.outside_requests  # type: ignore[attr-defined]
 
-
-Opener = Callable[..., Page]

@@ -27,7 +27,7 @@ function frame(width, height, label) {
  * Each bar segment has a <title> with its numbers.
  */
 export function barChart({ labels, series, label, width = 640, height = 220 }) {
-  const pad = { left: 40, right: 10, top: 10, bottom: 28 };
+  const pad = { left: 40, right: 10, top: 22, bottom: 28 }; // the legend sits above the plot
   const root = frame(width, height, label);
   const totals = labels.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
   const top = Math.max(1, ...totals);
@@ -58,7 +58,7 @@ export function barChart({ labels, series, label, width = 640, height = 220 }) {
 
 /** Lines: `series` = [{name, colour, points: [[x, y], …]}] with numeric x (e.g. epoch ms). */
 export function lineChart({ series, label, width = 640, height = 220, format = (x) => x }) {
-  const pad = { left: 48, right: 10, top: 10, bottom: 28 };
+  const pad = { left: 48, right: 10, top: 22, bottom: 28 };
   const root = frame(width, height, label);
   const all = series.flatMap((s) => s.points);
   const plotW = width - pad.left - pad.right;
@@ -66,7 +66,7 @@ export function lineChart({ series, label, width = 640, height = 220, format = (
   const xs = all.map((p) => p[0]);
   const x0 = xs.length ? Math.min(...xs) : 0;
   const x1 = xs.length ? Math.max(...xs) : 1;
-  const top = Math.max(1e-9, ...all.map((p) => p[1]));
+  const top = Math.max(0, ...all.map((p) => p[1])) || 1; // all zero: an axis up to 1
   root.append(axis(pad, plotW, plotH, top));
   const sx = (x) => pad.left + (x1 === x0 ? plotW / 2 : ((x - x0) / (x1 - x0)) * plotW);
   const sy = (y) => pad.top + plotH - (y / top) * plotH;
