@@ -133,4 +133,3 @@ def clean(page: Page) -> None:
     """No script error on the page and nothing fetched from outside the app."""
     assert page.page_errors == [], page.page_errors  # type: ignore[attr-defined]
     assert page.outside_requests == [], page.outside_requests  # type: ignore[attr-defined]
-
