@@ -12,7 +12,7 @@ from api import tokens
 from api.client_ip import client_ip
 from api.problems import Problem
 from api.services import ApiServices
-from core.access import Principal, allowed
+from core.access import PERMISSIONS, Principal, allowed
 from infra import activity_log
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token.")
@@ -111,6 +111,8 @@ async def identify(
 
 def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency: an authenticated caller holding `permission`, within its rate limits."""
+    if permission not in PERMISSIONS:  # at import: a misspelt permission would refuse everyone
+        raise ValueError(f"unknown permission {permission!r}; core.access.PERMISSIONS lists them")
 
     async def dependency(
         request: Request,

@@ -13,6 +13,22 @@ from typing import Literal
 Role = Literal["viewer", "analyst", "manager", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "analyst", "manager", "admin")
 
+# Every permission there is: what the API's routes ask for (api.deps.require refuses any other).
+PERMISSIONS: tuple[str, ...] = tuple(
+    f"{action}:{resource}"
+    for resource, actions in {
+        "analysis": ("read", "write"),
+        "dashboard": ("read",),
+        "feedback": ("write",),
+        "rules": ("read", "write", "delete"),
+        "servers": ("read", "write"),
+        "sources": ("read", "write", "delete"),
+        "users": ("read", "write", "delete"),
+        "webhooks": ("read", "write", "delete"),
+    }.items()
+    for action in actions
+)
+
 ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
     "viewer": ("read:analysis", "read:dashboard", "read:sources"),
     "analyst": (
@@ -64,7 +80,6 @@ def allowed(role: str, permission: str) -> bool:
 
 
 def permissions_of(role: str) -> list[str]:
-    """Every permission the table names that `role` holds, spelled out (no patterns): what a
-    client shows or hides by, without a copy of this table."""
-    named = {p for patterns in ROLE_PERMISSIONS.values() for p in patterns if "*" not in p}
-    return sorted(p for p in named if allowed(role, p))
+    """Every permission `role` holds, spelled out (no patterns): what a client shows or hides by,
+    without a copy of this table."""
+    return sorted(p for p in PERMISSIONS if allowed(role, p))

@@ -79,8 +79,8 @@ async def control_plane(
         await websocket.send_json(
             {"type": "hello", "data": {"subject": principal.subject, "source_id": source_id}}
         )
-        throttle = latest_per_source_ms and LatestPerSource(latest_per_source_ms / 1000)
-        sender = asyncio.create_task(_forward(websocket, subscription.queue, throttle or None))
+        throttle = LatestPerSource(latest_per_source_ms / 1000) if latest_per_source_ms else None
+        sender = asyncio.create_task(_forward(websocket, subscription.queue, throttle))
         try:
             with contextlib.suppress(WebSocketDisconnect):
                 while True:  # the client says nothing; this notices when it leaves
@@ -148,13 +148,14 @@ async def _forward(
             if throttle is None:
                 await websocket.send_json(await queue.get())
                 continue
+            # What is due goes first, on every pass: a steady stream cannot starve it.
+            for frame in throttle.due(loop.time()):
+                await websocket.send_json(frame)
             due_at = throttle.next_due()
+            wait = None if due_at is None else max(0.0, due_at - loop.time())
             try:
-                wait = None if due_at is None else max(0.0, due_at - loop.time())
                 event = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
-                out = throttle.due(loop.time())
-            else:
-                out = throttle.offer(event, loop.time())
-            for frame in out:
+                continue
+            for frame in throttle.offer(event, loop.time()):
                 await websocket.send_json(frame)

@@ -178,7 +178,7 @@ def annotate(
     for index, (box, passed) in enumerate(mug_list):
         colour = PASS_COLOUR if passed else FAIL_COLOUR
         draw.rectangle(list(box), outline=colour, width=scale.line_px + 1)
-        text = f"mug {index} {'ok' if passed else 'check'}"
+        text = f"mug {index} {'ok' if passed else 'check'}"  # as verdicts and alerts name it
         at = (box[0], _above(draw, box, text, font, scale))
         drawn += [box, _label(draw, at, text, colour, font, scale)]
         reason = (reasons or {}).get(index)

@@ -8,16 +8,18 @@ feed and the worker commands all run against it, as an operator would meet them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from core.config import Settings
 from infra.provision import provision
@@ -28,6 +30,13 @@ from tests.integration.workers import WorkerProcess
 T = TypeVar("T")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 VIEWPORT = {"width": 1280, "height": 800}
+# Each document records what its content security policy refused (a refusal is no script error).
+CSP_WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
 PHONE = {"width": 390, "height": 844}
 
 
@@ -44,6 +53,7 @@ class ConsoleStack:
     api: ApiServer
     worker: WorkerProcess | None
     screenshots: Path
+    contexts: list[BrowserContext] = field(default_factory=list)  # closed with the stack
 
     @property
     def url(self) -> str:
@@ -70,9 +80,13 @@ def stack(
     server = ApiServer(settings).start()
     screenshots = folder / "screenshots"
     screenshots.mkdir()
+    made = ConsoleStack(settings, server, worker, screenshots)
     try:
-        yield ConsoleStack(settings, server, worker, screenshots)
+        yield made
     finally:
+        for context in made.contexts:  # their live sockets, before the API goes
+            with contextlib.suppress(PlaywrightError):
+                context.close()
         server.stop()
         if worker is not None:
             worker.stop()
@@ -98,6 +112,8 @@ def open_console(browser: Browser, stack: ConsoleStack, role: str, *, viewport=V
     """A fresh browser context signed in through the console's own form as the user `role`.
     Any request the page makes outside the app fails the test (the console works offline)."""
     context = browser.new_context(viewport=viewport)
+    stack.contexts.append(context)
+    context.add_init_script(CSP_WATCH)
     outside: list[str] = []
 
     def only_the_app(route) -> None:
@@ -129,7 +145,20 @@ def screenshot(page: Page, stack: ConsoleStack, name: str) -> Path:
     return path
 
 
+# Form controls a screen reader could not name: no <label>, no aria-label(ledby), no text.
+UNLABELLED = """
+[...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
+  .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute("aria-label")
+    && !c.getAttribute("aria-labelledby") && !c.textContent.trim() && !c.title)
+  .map((c) => c.outerHTML.slice(0, 100))
+"""
+
+
 def clean(page: Page) -> None:
-    """No script error on the page and nothing fetched from outside the app."""
+    """No script error on the page, nothing its content security policy refused (an inline
+    style or script would be), and nothing fetched from outside the app."""
     assert page.page_errors == [], page.page_errors  # type: ignore[attr-defined]
+    assert page.evaluate("window.__cspViolations || []") == []
+    if "/console/" in page.url:  # the API docs are Swagger UI's, not ours
+        assert page.evaluate(UNLABELLED) == [], "controls without an accessible name"
     assert page.outside_requests == [], page.outside_requests  # type: ignore[attr-defined]

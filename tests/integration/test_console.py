@@ -91,6 +91,10 @@ def test_upload_two_scenes_and_see_them_live_then_open_one(
     expect(mugs.locator("tbody tr").first).to_contain_text("cm")  # facts in centimetres
     expect(watcher.locator("canvas[data-shapes]")).to_have_count(1, timeout=30_000)
     expect(watcher.get_by_text("Raw JSON")).to_be_visible()
+    watcher.get_by_role("button", name="Show the annotated JPEG").click()
+    annotated = watcher.get_by_role("img", name=f"Annotated JPEG of {with_mug}")
+    expect(annotated).to_be_visible(timeout=30_000)
+    assert annotated.evaluate("i => i.complete && i.naturalWidth") == 640
     timings = watcher.get_by_role("heading", name="Timings").locator(
         "xpath=following-sibling::*[1]"
     )
@@ -118,6 +122,11 @@ def test_a_viewer_gets_no_write_controls_and_a_phone_gets_the_same_console(
         expect(nav.get_by_role("link", name=hidden)).to_have_count(0)
     page.goto(console.url + "#/upload")
     expect(page.get_by_text("Your role cannot open Upload.")).to_be_visible()
+    # The keyboard's first stop skips the menu to the page itself.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     screenshot(page, console, "viewer-phone")
     clean(page)

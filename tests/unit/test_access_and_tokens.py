@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from api import tokens
-from core.access import ROLES, Principal, allowed, permissions_of
+from core.access import PERMISSIONS, ROLE_PERMISSIONS, ROLES, Principal, allowed, permissions_of
 
 SECRET = "s" * 40
 
@@ -47,9 +47,23 @@ def test_permissions_of_spells_out_what_a_role_holds() -> None:
     assert permissions_of("viewer") == ["read:analysis", "read:dashboard", "read:sources"]
     assert "write:rules" in permissions_of("manager")
     assert "write:users" not in permissions_of("manager")
-    # The admin's `*:*` is spelled out as every permission another role is given.
-    assert set(permissions_of("admin")) >= set(permissions_of("manager"))
+    # The admin's `*:*` is spelled out as every permission there is, users' among them.
+    assert permissions_of("admin") == sorted(PERMISSIONS)
+    assert "write:users" in permissions_of("admin")
     assert permissions_of("intruder") == []
+
+
+def test_the_roles_name_only_permissions_that_exist() -> None:
+    named = {p for patterns in ROLE_PERMISSIONS.values() for p in patterns if "*" not in p}
+    assert named <= set(PERMISSIONS)
+
+
+def test_a_route_cannot_ask_for_a_permission_that_does_not_exist() -> None:
+    from api.deps import require
+
+    require("write:rules")
+    with pytest.raises(ValueError, match="unknown permission 'write:rule'"):
+        require("write:rule")
 
 
 def test_each_role_holds_everything_the_one_below_holds() -> None:

@@ -26,12 +26,23 @@ export function session() {
 /** Called with the new session (or null) whenever it changes. */
 export function onSessionChange(fn) {
   listeners.add(fn);
+  watchExpiry(session()); // a reloaded tab keeps its session, and its end
 }
 
+let expiry = null;
+
 function setSession(value) {
+  if (!value && !sessionStorage.getItem(SESSION_KEY)) return; // already signed out (many 401s)
   if (value) sessionStorage.setItem(SESSION_KEY, JSON.stringify(value));
   else sessionStorage.removeItem(SESSION_KEY);
+  watchExpiry(value);
   for (const fn of listeners) fn(value);
+}
+
+/** Back to the sign-in when the token runs out, not at the next refused call. */
+function watchExpiry(value) {
+  clearTimeout(expiry);
+  if (value) expiry = setTimeout(signOut, Math.max(0, value.expires_at - Date.now()));
 }
 
 /** Whether the signed-in role holds `permission` (the API decides anyway). */
@@ -99,11 +110,10 @@ export async function imageUrl(requestId, { annotated = false } = {}) {
 }
 
 /** Upload one file with progress (fetch has no upload progress): resolves to the answer. */
-export function upload(file, { sourceId, wait = 0, onProgress } = {}) {
+export function upload(file, { sourceId, onProgress } = {}) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     const url = new URL("/api/v1/analyze", location.origin);
-    if (wait) url.searchParams.set("wait", String(wait));
     request.open("POST", url);
     for (const [key, value] of Object.entries(headers())) request.setRequestHeader(key, value);
     request.upload.onprogress = (e) => e.lengthComputable && onProgress?.(e.loaded / e.total);
@@ -135,11 +145,16 @@ export function live({ sourceId, throttleMs = 1000, onEvent, onState }) {
   let socket = null;
   let closed = false;
   let delay = 500;
+  let retry = null;
+  const again = () => {
+    retry = setTimeout(open, (delay = Math.min(delay * 2, 10000)));
+  };
   async function open() {
     if (closed) return;
     onState?.("connecting");
     try {
       const { ticket } = await api("/api/v1/ws-ticket", { method: "POST" });
+      if (closed) return; // closed while the ticket was on its way
       const scheme = location.protocol === "https:" ? "wss" : "ws";
       const url = new URL(`${scheme}://${location.host}/ws/control-plane`);
       url.searchParams.set("ticket", ticket);
@@ -149,7 +164,7 @@ export function live({ sourceId, throttleMs = 1000, onEvent, onState }) {
     } catch (err) {
       onState?.("offline");
       if (err.status === 401) return; // signed out: the app shows the sign-in
-      setTimeout(open, (delay = Math.min(delay * 2, 10000)));
+      again();
       return;
     }
     socket.onopen = () => {
@@ -161,12 +176,13 @@ export function live({ sourceId, throttleMs = 1000, onEvent, onState }) {
       if (closed) return;
       onState?.("offline");
       if (event.code === 4401 || event.code === 4403) return;
-      setTimeout(open, (delay = Math.min(delay * 2, 10000)));
+      again();
     };
   }
   open();
   return () => {
     closed = true;
+    clearTimeout(retry);
     socket?.close();
   };
 }

@@ -16,9 +16,18 @@ import workers from "./pages/workers.js";
 const PAGES = [livePage, history, upload, rules, sources, workers, dashboard, detail];
 const main = document.getElementById("main");
 let cleanup = null;
+let shown = 0; // which show() is current: a render that finishes after the next one began is undone
+
+function decoded(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch (_) {
+    return part; // a malformed escape: the page then finds nothing by it
+  }
+}
 
 function route() {
-  const [id, ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [id, ...params] = location.hash.replace(/^#\/?/, "").split("/").map(decoded);
   return { id: id || "live", params };
 }
 
@@ -85,6 +94,7 @@ function renderSignIn() {
 }
 
 async function show() {
+  const mine = ++shown;
   if (cleanup) {
     cleanup();
     cleanup = null;
@@ -108,8 +118,14 @@ async function show() {
   const root = el("section", { "aria-labelledby": "page-title", "data-page": page.id });
   fill(main, root);
   try {
-    cleanup = (await page.render(root, { params, navigate })) || null;
+    const undo = (await page.render(root, { params, navigate })) || null;
+    if (mine !== shown) {
+      undo?.(); // the operator moved on while this page was loading: stop its timers and sockets
+      return;
+    }
+    cleanup = undo;
   } catch (err) {
+    if (mine !== shown) return;
     fill(root, el("h1", { id: "page-title" }, page.title), el("p", { class: "error", role: "alert" }, problemText(err)));
   }
   main.focus({ preventScroll: true });

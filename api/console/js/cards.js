@@ -27,7 +27,7 @@ export function failedRules(result) {
 export function advice(result) {
   return ((result.positioning && result.positioning.mugs) || [])
     .filter((m) => m.recommendation && m.recommendation.text)
-    .map((m) => `Mug ${m.index + 1}: ${m.recommendation.text}`);
+    .map((m) => `Mug ${m.index}: ${m.recommendation.text}`); // numbered as verdicts name mugs
 }
 
 export function resultCard(result) {

@@ -26,19 +26,21 @@ const CHECK_WORDS = {
   zone: "outside zone",
 };
 
-/** Short reasons per failing mug index: the failed rules' names naming it, else its facts. */
+/** Why each failing mug fails, in a few words: its own checks, then the rules that failed for
+ * it, each once (the annotated JPEG's caption says the same: api.routes.analyze._reason). */
 export function mugReasons(result) {
-  const reasons = new Map();
+  const rules = new Map();
   for (const verdict of result.verdicts || []) {
     if (verdict.passed !== false) continue;
     for (const index of verdict.subjects || []) {
-      reasons.set(index, [...(reasons.get(index) || []), verdict.name || verdict.rule_id]);
+      rules.set(index, [...(rules.get(index) || []), verdict.name || verdict.rule_id]);
     }
   }
+  const reasons = new Map();
   for (const mug of (result.positioning && result.positioning.mugs) || []) {
-    if (!reasons.has(mug.index) && mug.failing && mug.failing.length) {
-      reasons.set(mug.index, mug.failing.map((f) => CHECK_WORDS[f] || f.replaceAll("_", " ")));
-    }
+    const checks = (mug.failing || []).map((f) => CHECK_WORDS[f] || f);
+    const parts = [...new Set([...checks, ...(rules.get(mug.index) || [])])];
+    if (parts.length) reasons.set(mug.index, parts);
   }
   return reasons;
 }
@@ -61,7 +63,7 @@ export function shapes(result) {
     out.push({
       box: mug.box,
       colour: bad ? COLOURS.fail : COLOURS.pass,
-      label: `mug ${mug.index + 1}`,
+      label: `mug ${mug.index}`, // as verdicts, alerts and the annotated JPEG name it
       reason: bad ? (reasons.get(mug.index) || []).join(", ") : "",
       mug: mug.index,
       failing: bad,

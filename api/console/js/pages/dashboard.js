@@ -209,12 +209,14 @@ export default {
       fill(updated, `Updated at ${new Date().toLocaleTimeString()} · ${plural(s.results, "result")} in the window`);
     }
 
-    async function refresh() {
+    async function refresh(mine) {
       try {
-        show(await api("/api/v1/dashboard/summary", { query: { window_s: windowSelect.value } }));
+        const summary = await api("/api/v1/dashboard/summary", { query: { window_s: windowSelect.value } });
+        if (stopped || mine !== run) return; // an answer for the window before the change
+        show(summary);
         fill(failure);
       } catch (err) {
-        if (!stopped) fill(failure, `Could not read the summary: ${problemText(err)}`);
+        if (!stopped && mine === run) fill(failure, `Could not read the summary: ${problemText(err)}`);
       }
     }
 
@@ -222,7 +224,7 @@ export default {
     // a new loop; `run` tells an older loop still waiting on its answer to stop there.
     let run = 0;
     async function loop(mine = run) {
-      await refresh();
+      await refresh(mine);
       if (!stopped && mine === run) timer = setTimeout(() => loop(mine), REFRESH_MS);
     }
 

@@ -4,7 +4,7 @@
 import { api, imageUrl } from "../api.js";
 import { advice, statusText, statusTone } from "../cards.js";
 import { drawResult, failingMugs } from "../draw.js";
-import { badge, el, fill, fmtNumber, fmtTime, table } from "../ui.js";
+import { badge, el, fill, fmtNumber, fmtTime, table, toast } from "../ui.js";
 
 function measured(verdict) {
   const unit = verdict.unit || "";
@@ -23,7 +23,7 @@ function mugFacts(result) {
   const mugs = (result.positioning && result.positioning.mugs) || [];
   return table(
     [
-      { label: "Mug", cell: (m) => `${m.index + 1}` },
+      { label: "Mug", cell: (m) => `${m.index}` },
       { label: "Verdict", cell: (m) => (failing.has(m.index) ? badge("fails", "bad") : badge("passes", "ok")) },
       { label: "On coaster", cell: (m) => fmtNumber(m.on_coaster) },
       { label: "From edge", cell: (m) => fmtNumber(m.edge_distance_cm, 1, "cm") },
@@ -46,16 +46,30 @@ export default {
     const [requestId] = ctx.params;
     const result = await api(`/api/v1/analyze/${encodeURIComponent(requestId)}`);
     const canvas = el("canvas", { class: "scene", role: "img", "aria-label": `Picture of ${requestId} with boxes and labels` });
-    const download = el(
+    // The server-rendered JPEG (what a report or an e-mail would carry), shown on request.
+    let annotatedUrl = null;
+    const annotated = el("figure", { class: "annotated", hidden: true });
+    const showAnnotated = el(
       "button",
       {
         type: "button",
         onclick: async () => {
-          const url = await imageUrl(requestId, { annotated: true });
-          if (url) window.open(url, "_blank", "noopener");
+          showAnnotated.disabled = true;
+          annotatedUrl = annotatedUrl || (await imageUrl(requestId, { annotated: true }).catch(() => null));
+          if (!annotatedUrl) {
+            toast("The annotated JPEG could not be made.", { error: true });
+            showAnnotated.disabled = false;
+            return;
+          }
+          fill(
+            annotated,
+            el("img", { class: "scene", src: annotatedUrl, alt: `Annotated JPEG of ${requestId}` }),
+            el("figcaption", { class: "muted" }, "As rendered by the server (GET …/image?annotated=true)."),
+          );
+          annotated.hidden = false;
         },
       },
-      "Open the annotated JPEG",
+      "Show the annotated JPEG",
     );
     const tips = advice(result);
     fill(
@@ -77,7 +91,7 @@ export default {
           {},
           canvas,
           el("div", { class: "legend" }, el("span", { class: "ok" }, "passes every rule"), el("span", { class: "bad" }, "fails a rule")),
-          result.image && result.image.object_key ? download : null,
+          result.image && result.image.object_key ? [showAnnotated, annotated] : null,
         ),
         el(
           "div",
@@ -114,6 +128,7 @@ export default {
       result.latency_ms ? el("p", { class: "muted" }, `Submission to result: ${fmtNumber(result.latency_ms, 0, "ms")}`) : null,
       el("details", {}, el("summary", {}, "Raw JSON"), el("pre", { class: "json" }, JSON.stringify(result, null, 2))),
     );
-    await drawResult(canvas, result);
+    await drawResult(canvas, result).catch(() => canvas.setAttribute("aria-label", "The picture could not be shown"));
+    return () => annotatedUrl && URL.revokeObjectURL(annotatedUrl);
   },
 };

@@ -7,6 +7,14 @@ import { badge, el, field, fill, fmtNumber, fmtTime, problemText, table } from "
 
 const STATUSES = ["", "ok", "rejected", "failed", "expired", "pending"];
 
+/** The worst-placed mug's score, null for a result without mugs. */
+function lowestScore(result) {
+  const scores = ((result.positioning && result.positioning.mugs) || [])
+    .map((m) => m.score)
+    .filter((score) => typeof score === "number");
+  return scores.length ? Math.min(...scores) : null;
+}
+
 function isoOrUndefined(local) {
   return local ? new Date(local).toISOString() : undefined;
 }
@@ -62,10 +70,7 @@ export default {
             { label: "Request", cell: (r) => el("a", { href: `#/results/${encodeURIComponent(r.request_id)}` }, r.request_id) },
             { label: "Source", cell: (r) => r.source_id },
             { label: "Status", cell: (r) => badge(statusText(r), statusTone(r)) },
-            {
-              label: "Lowest score",
-              cell: (r) => fmtNumber(Math.min(...((r.positioning && r.positioning.mugs) || []).map((m) => m.score).filter((s) => s !== undefined), Infinity), 0),
-            },
+            { label: "Lowest score", cell: (r) => fmtNumber(lowestScore(r), 0) },
             { label: "Failed rules", cell: (r) => failedRules(r).map((v) => v.name).join(", ") || "—" },
           ],
           rows,

@@ -3,7 +3,7 @@
 
 import { api, can, live } from "../api.js";
 import { resultCard } from "../cards.js";
-import { el, field, fill } from "../ui.js";
+import { el, field, fill, problemText } from "../ui.js";
 
 const MAX_CARDS = 48;
 
@@ -16,11 +16,13 @@ export default {
     let paused = false;
     let missed = [];
     let stop = null;
+    let following = 0; // the newest Follow: an older one still loading gives way
     const state = el("span", { class: "badge", "data-testid": "live-state" }, "connecting");
     const cards = el("div", { class: "cards", "aria-live": "polite", "data-testid": "live-cards" });
     const waiting = el("span", { class: "muted", "data-testid": "missed" });
     const source = el("input", { name: "source", list: "live-sources", placeholder: "every source", size: 18 });
     const sources = el("datalist", { id: "live-sources" });
+    const message = el("p", { class: "error", role: "alert" });
     const pause = el("button", { type: "button", "aria-pressed": "false", onclick: togglePause }, "Pause feed");
 
     function show(result) {
@@ -54,11 +56,20 @@ export default {
     }
 
     async function connect() {
+      const mine = ++following;
       stop?.();
+      stop = null;
       fill(cards);
+      fill(message);
       const sourceId = source.value.trim() || undefined;
-      const recent = await api("/api/v1/analyze", { query: { limit: 12, source_id: sourceId } });
-      [...recent.items].reverse().forEach(show);
+      try {
+        const recent = await api("/api/v1/analyze", { query: { limit: 12, source_id: sourceId } });
+        if (mine !== following) return;
+        [...recent.items].reverse().forEach(show);
+      } catch (err) {
+        if (mine === following) fill(message, problemText(err));
+        return;
+      }
       stop = live({ sourceId, onEvent, onState: (s) => fill(state, s) });
     }
 
@@ -76,6 +87,7 @@ export default {
       root,
       el("h1", { id: "page-title" }, "Live"),
       filter,
+      message,
       el("div", { class: "legend" }, el("span", { class: "ok" }, "passes every rule"), el("span", { class: "bad" }, "fails a rule")),
       cards,
     );
@@ -83,6 +95,9 @@ export default {
       api("/api/v1/sources").then((list) => fill(sources, list.map((s) => el("option", { value: s.source_id }, s.source.name || s.source_id)))).catch(() => {});
     }
     await connect();
-    return () => stop?.();
+    return () => {
+      following += 1; // a Follow still loading will not open a feed
+      stop?.();
+    };
   },
 };

@@ -767,6 +767,7 @@ function streamSection(sourceId) {
       }
       current = null;
     }
+    fill(error); // this read succeeded: an earlier failure no longer holds
     fill(facts, current ? streamFacts(current) : el("p", { class: "muted" }, "No stream is registered for this source."));
     if (form) form.show(current);
   }

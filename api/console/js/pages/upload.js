@@ -8,12 +8,13 @@ import { el, field, fill, problemText } from "../ui.js";
 const POLL_MS = 1000;
 const GIVE_UP_MS = 120_000;
 
-async function resultOf(requestId, until) {
-  while (Date.now() < until) {
+async function resultOf(requestId, until, gone) {
+  while (Date.now() < until && !gone()) {
     const found = await api(`/api/v1/analyze/${encodeURIComponent(requestId)}`);
     if (found.status !== "pending") return found;
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
+  if (gone()) return null;
   throw new Error("no result yet: see History later");
 }
 
@@ -37,7 +38,7 @@ export default {
         const answer = await upload(file, { sourceId: source.value.trim(), onProgress: (f) => (bar.value = f) });
         bar.value = 1;
         fill(state, "analysing…");
-        const result = await resultOf(answer.request_id, Date.now() + GIVE_UP_MS);
+        const result = await resultOf(answer.request_id, Date.now() + GIVE_UP_MS, () => leaving);
         if (leaving) return;
         fill(state, "done");
         cards.prepend(resultCard(result));
