@@ -8,14 +8,21 @@ orchestrator's probes, and the worker's own Prometheus metrics.
 - `/metrics`: the process's default Prometheus registry (model load, batches, inference time).
 
 It runs on the worker's own event loop (aiohttp, already under Faust), so it answers exactly when
-the pipeline's loop does."""
+the pipeline's loop does. The services outside Faust (webhooks, streams) get the same endpoint and
+their signal handling from `standalone`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from core.config import Settings
 
 READY_STATES = frozenset({"running", "paused"})
 
@@ -51,3 +58,37 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
+
+
+@dataclass
+class Standalone:
+    """What a service outside Faust (webhooks, streams) reports: `state` for `/readyz`, and
+    `stop`, set on SIGTERM/SIGINT, which its loop watches."""
+
+    stop: asyncio.Event
+    state: str = "starting"
+
+
+@contextlib.asynccontextmanager
+async def standalone(
+    settings: Settings, stop: asyncio.Event | None, unavailable: Callable[[], dict[str, float]]
+) -> AsyncIterator[Standalone]:
+    """The signal handlers (unless the caller brings its own `stop`, as tests do) and the probe
+    endpoint (on MUGPOS_WORKER_HTTP_PORT, when set) of a standalone service. Leaving it reports
+    `stopping` and closes the endpoint, after whatever the service closed inside it."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    shell = Standalone(stop)
+    runner = None
+    if settings.worker_http_port is not None:
+        app = probe_app(lambda: shell.state, unavailable)
+        runner = await serve(app, settings.worker_http_host, settings.worker_http_port)
+    try:
+        yield shell
+    finally:
+        shell.state = "stopping"
+        if runner is not None:
+            await runner.cleanup()

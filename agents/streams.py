@@ -14,11 +14,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 
-from agents.probes import probe_app
-from agents.probes import serve as serve_probes
+from agents.probes import standalone
 from core.config import Settings
 from infra import mongo
 from infra.capture.runner import PRODUCER_STOP_S, check_topic
@@ -58,33 +56,22 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     db = mongo.database(client, settings)
     producer = create_producer(settings, client_id=f"{settings.topic_prefix}-streams")
     service = StreamService(StreamsStore(db), producer, topic, service_id())
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    state = "starting"
-    runner = None
-    if settings.worker_http_port is not None:
-        app = probe_app(lambda: state, lambda: dict(service.unavailable))
-        runner = await serve_probes(app, settings.worker_http_host, settings.worker_http_port)
     started = False
-    try:
-        await mongo.ensure_indexes(db)
-        if not await _wait_for_topic(settings, topic, stop):
-            return
-        await producer.start()
-        started = True
-        state = "running"
-        log.info("streams: %s serving the streams in MongoDB to %s", service.service_id, topic)
-        await service.run(stop)
-    finally:
-        state = "stopping"
-        if started:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PRODUCER_STOP_S):
-                    await producer.stop()
-        client.close()
-        if runner is not None:
-            await runner.cleanup()
-        log.info("streams: stopped")
+    async with standalone(settings, stop, lambda: dict(service.unavailable)) as shell:
+        try:
+            await mongo.ensure_indexes(db)
+            if not await _wait_for_topic(settings, topic, shell.stop):
+                return
+            await producer.start()
+            started = True
+            shell.state = "running"
+            log.info("streams: %s serving the streams in MongoDB to %s", service.service_id, topic)
+            await service.run(shell.stop)
+        finally:
+            shell.state = "stopping"
+            if started:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PRODUCER_STOP_S):
+                        await producer.stop()
+            client.close()
+            log.info("streams: stopped")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,8 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from agents.probes import probe_app
-from agents.probes import serve as serve_probes
+from agents.probes import standalone
 from core.config import Settings
 from core.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, body_of, sign
 from infra import mongo
@@ -262,15 +260,15 @@ class Dispatcher:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the dispatcher until SIGTERM/SIGINT (or until `stop` is set, when given)."""
+    key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
+    if key is None:  # before any client exists: nothing to close on the way out
+        raise SecretsUnavailable(
+            "the webhook dispatcher needs MUGPOS_ENCRYPTION_KEY (endpoint secrets are encrypted)"
+        )
     install_reconnect_backoff()
     topics = TopicNames(settings.topic_prefix)
     client = mongo.create_client(settings)
     db = mongo.database(client, settings)
-    key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
-    if key is None:
-        raise SecretsUnavailable(
-            "the webhook dispatcher needs MUGPOS_ENCRYPTION_KEY (endpoint secrets are encrypted)"
-        )
     consumer = AIOKafkaConsumer(
         topics.alerts,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -292,37 +290,26 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         producer,
         topics,
     )
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    state = "starting"
-    runner = None
-    if settings.worker_http_port is not None:
-        app = probe_app(lambda: state, lambda: dict(dispatcher.unavailable))
-        runner = await serve_probes(app, settings.worker_http_host, settings.worker_http_port)
-    try:
-        await mongo.ensure_indexes(db)
-        await producer.start()
-        await consumer.start()
-        state = "running"
-        log.info("webhooks: delivering alert events from %s", topics.alerts)
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=1000, max_records=100)
-            if not batch:
-                continue
-            if not await dispatcher.run_batch(consumer, batch):
-                state = "degraded"
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), OUTAGE_PAUSE_S)
-            else:
-                state = "running"
-    finally:
-        state = "stopping"
-        await consumer.stop()
-        await producer.stop()
-        await http.close()
-        client.close()
-        if runner is not None:
-            await runner.cleanup()
+    async with standalone(settings, stop, lambda: dict(dispatcher.unavailable)) as shell:
+        try:
+            await mongo.ensure_indexes(db)
+            await producer.start()
+            await consumer.start()
+            shell.state = "running"
+            log.info("webhooks: delivering alert events from %s", topics.alerts)
+            while not shell.stop.is_set():
+                batch = await consumer.getmany(timeout_ms=1000, max_records=100)
+                if not batch:
+                    continue
+                if not await dispatcher.run_batch(consumer, batch):
+                    shell.state = "degraded"
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(shell.stop.wait(), OUTAGE_PAUSE_S)
+                else:
+                    shell.state = "running"
+        finally:
+            shell.state = "stopping"
+            await consumer.stop()
+            await producer.stop()
+            await http.close()
+            client.close()
