@@ -5,7 +5,6 @@ role sees. No worker: the back-test reads facts stored with results, seeded here
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ from tests.integration.console_harness import (
     PHONE,
     ConsoleStack,
     clean,
+    in_own_loop,
     open_console,
     screenshot,
     stack,
@@ -78,12 +78,10 @@ def console(request, tmp_path_factory):
     yield from stack(request, tmp_path_factory, with_worker=False)
 
 
-# Autouse, so it (and the stack it needs) comes before `browser`: both run asyncio.run, which
-# cannot start inside the event loop that Playwright's sync API keeps running once launched.
 @pytest.fixture(scope="module", autouse=True)
 def rule_id(console: ConsoleStack) -> str:
     """Stored results to back-test against, and one rule made through the API."""
-    asyncio.run(_seed(console))
+    in_own_loop(_seed(console))
     reply = httpx.post(
         f"{console.api.url}/api/v1/rules",
         json={"text": "No mug within 10 cm of a laptop."},

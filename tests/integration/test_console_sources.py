@@ -10,12 +10,10 @@ one (ResultStore, with the original image in the object store).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import math
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
@@ -34,6 +32,7 @@ from tests.integration.console_harness import (
     PHONE,
     ConsoleStack,
     clean,
+    in_own_loop,
     open_console,
     screenshot,
     stack,
@@ -51,8 +50,6 @@ EDIT_CONTROLS = (
 )
 
 
-# `console` comes before `browser` in the tests' arguments: the stack is built with asyncio.run,
-# which cannot run once Playwright's sync API holds this thread's event loop.
 @pytest.fixture(scope="module")
 def console(request, tmp_path_factory):
     yield from stack(request, tmp_path_factory, with_worker=False)
@@ -108,9 +105,7 @@ def store_frame(console: ConsoleStack, source_id: str) -> str:
             await results.close()
             await clients.close()
 
-    # Playwright's sync API keeps an event loop running in this thread: run ours in another.
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, save()).result()
+    in_own_loop(save())
     return request_id
 
 

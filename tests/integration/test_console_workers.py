@@ -34,10 +34,6 @@ def console(
     yield from stack(request, tmp_path_factory, with_worker=True)
 
 
-# Each test names `console` before `browser`: the stack provisions with asyncio.run, which cannot
-# run once Playwright's sync API has an event loop going in this thread.
-
-
 def _running_worker(page: Page) -> str:
     """The one worker's id, once its row says it runs (commands before that race its start)."""
     row = page.locator("tr[data-worker]")
