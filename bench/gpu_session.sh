@@ -85,10 +85,12 @@ if results.is_file():
 print(f"trained {manifest.ref} in {time.perf_counter() - started:.0f} s: {manifest.metrics}")
 PY
 
+# The new model's figures on both looks go into its manifest (--record): it comes back with them.
 for model in "$OUT/model" assets/models/mugdet-synth/1.1.0; do
+  record=$([ "$model" = "$OUT/model" ] && echo --record || true)
   for style in generator holdout; do  # the hold-out look is never trained on
-    timeout 120 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \
-      --scenes "$ACCURACY_SCENES" --style "$style" 2>&1 | tee -a "$OUT/positioning.log" \
+    timeout 180 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \
+      --scenes "$ACCURACY_SCENES" --style "$style" $record 2>&1 | tee -a "$OUT/positioning.log" \
       || echo "accuracy of $model ($style) failed"
   done
 done

@@ -15,11 +15,18 @@ picture.
 `--style holdout` draws the same layouts in the look training never sees
 (core.synth.holdout_style); the detector's mug recall and coaster precision and recall (IoU >= 0.5)
 are reported for either style.
+`--record` writes the figures into the model folder's manifest (`metrics`, keys prefixed with the
+style, e.g. `holdout_style_coaster_precision`) together with the style's mAP50, measured by
+ultralytics' validation on the same pictures written out as a YOLO dataset: every manifest then
+says how its detector does on a look it never saw.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,13 +35,15 @@ import numpy as np
 from core.models.backends import TorchBackend
 from core.models.class_map import ClassMap
 from core.models.detector import Detector, DetectorConfig
-from core.models.manifest import read_manifest
+from core.models.manifest import MANIFEST_FILE, read_manifest
+from core.models.training import evaluate
 from core.models.types import Detection
 from core.positioning import Calibration, analyze
 from core.positioning.perspective import Homography
 from core.synth import sample_scene
 from core.synth.accuracy import AccuracyTally, DetectionTally
 from core.synth.camera import Shot
+from core.synth.dataset import write_data_yaml
 from core.synth.holdout_style import holdout_shot
 from core.synth.render import render_shot
 from core.synth.scene import Scene
@@ -66,7 +75,14 @@ def main() -> None:
         help="calibrate each scene on its table's corners (homography), also keep them as the "
         "table top (table), or not at all",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write the figures and the style's mAP50 into the model's manifest",
+    )
     args = parser.parse_args()
+    if args.record and (args.perspective or args.calibrate != "none"):
+        parser.error("--record measures the manifest's figures: no --perspective or --calibrate")
     shoot = holdout_shot if args.style == "holdout" else render_shot
     model_dir = args.model_dir or SHIPPED
     manifest = read_manifest(model_dir)
@@ -80,10 +96,17 @@ def main() -> None:
     roles = ClassMap()
     tallies = {"ground-truth boxes": AccuracyTally(), "detector boxes": AccuracyTally()}
     detection = DetectionTally()
+    pictures = Path(tempfile.mkdtemp(prefix="mugpos-accuracy-"))
+    for sub in ("images", "labels"):
+        (pictures / sub).mkdir()
     for index in range(args.scenes):
         scene = sample_scene(SEED_BASE + index, args.size)
         shot = shoot(scene, args.size, perspective=args.perspective)
         labels = shot.labels
+        if args.record:
+            shot.image.save(pictures / "images" / f"{index:05d}.png", compress_level=1)
+            lines = "".join(label.yolo(args.size) + "\n" for label in labels)
+            (pictures / "labels" / f"{index:05d}.txt").write_text(lines)
         found = detector.detect([np.asarray(shot.image)])[0]
         sources = {
             "ground-truth boxes": [
@@ -127,6 +150,30 @@ def main() -> None:
             f"{name:<20} {tally.compared:>5} {tally.median_edge_error_cm:>15.3f} "
             f"{tally.p90_edge_error_cm:>12.3f} {tally.coaster_accuracy:>15.1%} {tally.missed:>7}"
         )
+    if args.record:
+        data = write_data_yaml(pictures, pictures / "images", pictures / "images")
+        size = args.input_size or manifest.input_size
+        map50 = evaluate(model_dir / manifest.weights, data, size, args.device)["map50"]
+        found = tallies["detector boxes"]
+        figures = {
+            "map50": map50,
+            "mug_recall": detection.recall("mug"),
+            "coaster_precision": detection.precision("coaster"),
+            "coaster_recall": detection.recall("coaster"),
+            "on_coaster_accuracy": found.coaster_accuracy,
+            "edge_error_median_cm": found.median_edge_error_cm,
+            "scenes": float(args.scenes),
+        }
+        prefix = f"{args.style}_style_"
+        metrics = {k: v for k, v in manifest.metrics.items() if not k.startswith(prefix)}
+        # A figure with nothing to count (no mug found: NaN) is left out, not written as null.
+        metrics |= {
+            prefix + key: round(value, 4) for key, value in figures.items() if math.isfinite(value)
+        }
+        recorded = manifest.model_copy(update={"metrics": metrics})
+        (model_dir / MANIFEST_FILE).write_text(recorded.model_dump_json(indent=2) + "\n")
+        print(f"mAP50 {map50:.3f}; recorded in {model_dir / MANIFEST_FILE}")
+    shutil.rmtree(pictures)
 
 
 def calibrate(scene: Scene, shot: Shot, table: bool) -> Calibration:

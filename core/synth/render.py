@@ -72,15 +72,16 @@ def render_shot(
             draw.line([(inset.x0 * k, at * k), (inset.x1 * k, at * k)], fill=tone, width=int(width))
     if vary is not None:
         variety.table_surface(draw, inset, scene.table_colour, k, vary)
-    draw.rectangle(
-        box(Rect(-50, -50, table.x0, scene.view.y1 + 50)), fill=_contrasting_floor(scene)
-    )
-    for edge in (
+    floor = [
+        Rect(-50, -50, table.x0, scene.view.y1 + 50),
         Rect(table.x1, -50, scene.view.x1 + 50, scene.view.y1 + 50),
         Rect(-50, -50, scene.view.x1 + 50, table.y0),
         Rect(-50, table.y1, scene.view.x1 + 50, scene.view.y1 + 50),
-    ):
+    ]
+    for edge in floor:
         draw.rectangle(box(edge), fill=_contrasting_floor(scene))
+    if vary is not None:
+        variety.floor_pattern(draw, floor, _contrasting_floor(scene), k, vary)
 
     for item in scene.clutter:
         draw.rectangle(box(item.rect), fill=item.colour)

@@ -3,9 +3,10 @@
 A detector trained on one look of mug learns that look: on scenes drawn differently it reported a
 second, coaster box on mugs themselves and took saucers for coasters. These additions draw, from
 their own random stream (so the default look stays pixel-for-pixel what the shipped models were
-trained on): table surfaces other than wood, coaster materials, mug rims, liquids, glazes and
-highlights, hard or soft shadows, saucers under mugs that stand on no coaster and other round
-look-alikes on free table space (none of them labelled), a colour cast and JPEG artefacts.
+trained on): tiled or checked floors, table surfaces other than wood (patterned ones among them),
+coaster materials, mug rims, liquids, glazes and highlights, hard or soft shadows, saucers under
+mugs that stand on no coaster and other look-alikes on free table space (plates, bowls, lids, stain
+rings, phones; none of them labelled), a colour cast and JPEG artefacts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image, ImageDraw
 from core.synth.scene import Mug, Rect, Scene, shade
 
 Draw = ImageDraw.ImageDraw
-_SURFACES = ("wood", "laminate", "glass", "cloth")
+_SURFACES = ("wood", "laminate", "glass", "cloth", "pattern")
 _MATERIALS = ("plain", "cork", "felt", "stone", "wood")
 _DRINKS = ((60, 35, 20), (120, 80, 45), (225, 215, 195), (170, 200, 215), (95, 20, 30))
 
@@ -29,10 +30,41 @@ def _oval(cx: float, cy: float, r: float, k: float) -> tuple[float, float, float
     return ((cx - r) * k, (cy - r) * k, (cx + r) * k, (cy + r) * k)
 
 
+def floor_pattern(
+    draw: Draw, regions: list[Rect], colour: tuple[int, int, int], k: float, rng: random.Random
+) -> None:
+    """Tiles or checks on the floor around the table (one draw in three leaves it plain): edges
+    and corners that are not the table's."""
+    kind = rng.choice(("plain", "tiles", "checks"))
+    if kind == "plain":
+        return
+    pitch, other = rng.uniform(8.0, 30.0), shade(colour, rng.choice((0.8, 0.9, 1.1, 1.25)))
+    for region in regions:
+        x = region.x0 - region.x0 % pitch
+        while x < region.x1:
+            y = region.y0 - region.y0 % pitch
+            while y < region.y1:
+                cell = Rect(
+                    max(x, region.x0),
+                    max(y, region.y0),
+                    min(x + pitch, region.x1),
+                    min(y + pitch, region.y1),
+                )
+                checked = kind == "checks" and (round(x / pitch) + round(y / pitch)) % 2
+                draw.rectangle(
+                    (cell.x0 * k, cell.y0 * k, cell.x1 * k, cell.y1 * k),
+                    fill=other if checked else None,
+                    outline=shade(colour, 0.7) if kind == "tiles" else None,
+                    width=max(1, int(0.3 * k)),
+                )
+                y += pitch
+            x += pitch
+
+
 def table_surface(
     draw: Draw, top: Rect, colour: tuple[int, int, int], k: float, rng: random.Random
 ) -> None:
-    """Cover the wood grain with another surface, or leave it (one draw in four)."""
+    """Cover the wood grain with another surface, or leave it (one draw in five)."""
     surface = rng.choice(_SURFACES)
     box = (top.x0 * k, top.y0 * k, top.x1 * k, top.y1 * k)
     if surface == "laminate":
@@ -56,6 +88,18 @@ def table_surface(
                 (x * k, top.y0 * k, min(x + pitch / 3, top.x1) * k, top.y1 * k), fill=stripe
             )
             x += pitch
+    elif surface == "pattern":  # a printed cloth or laminate: dots or small squares in rows
+        draw.rectangle(box, fill=colour)
+        mark, pitch = shade(colour, rng.uniform(0.55, 1.35)), rng.uniform(2.0, 4.5)
+        size, round_marks = pitch * rng.uniform(0.25, 0.5), rng.random() < 0.5
+        y = top.y0 + pitch / 2
+        while y < top.y1:
+            x = top.x0 + pitch / 2
+            while x < top.x1:
+                cell = (x * k, y * k, (x + size) * k, (y + size) * k)
+                (draw.ellipse if round_marks else draw.rectangle)(cell, fill=mark)
+                x += pitch
+            y += pitch
 
 
 def coaster_material(
@@ -102,7 +146,7 @@ def saucer(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
 
 
 def look_alikes(draw: Draw, scene: Scene, k: float, rng: random.Random) -> None:
-    """Plates, bowls, lids and stain rings on free table space, where no object stands."""
+    """Plates, bowls, lids, stain rings and phones on free table space, where no object stands."""
     table = scene.table
     taken = [(m.body.cx, m.body.cy, m.body.radius + 4) for m in scene.mugs]
     taken += [(c.shape.cx, c.shape.cy, c.shape.radius + 1) for c in scene.coasters]
@@ -110,12 +154,13 @@ def look_alikes(draw: Draw, scene: Scene, k: float, rng: random.Random) -> None:
         d = scene.device.rect
         taken.append(((d.x0 + d.x1) / 2, (d.y0 + d.y1) / 2, math.hypot(d.width, d.height) / 2 + 1))
     for _ in range(rng.randint(0, 3)):
-        kind = rng.choice(("plate", "bowl", "lid", "ring"))
+        kind = rng.choice(("plate", "bowl", "lid", "ring", "phone"))
         r = {
             "plate": rng.uniform(10, 13),
             "bowl": rng.uniform(6, 9),
             "lid": rng.uniform(3.5, 5),
-        }.get(kind, 4.2)
+            "phone": 8.0,
+        }.get(kind, rng.uniform(3.5, 5.5))
         if table.width < 2 * r + 2 or table.height < 2 * r + 2:
             continue
         x, y = rng.uniform(table.x0 + r, table.x1 - r), rng.uniform(table.y0 + r, table.y1 - r)
@@ -132,8 +177,20 @@ def look_alikes(draw: Draw, scene: Scene, k: float, rng: random.Random) -> None:
             draw.ellipse(_oval(x, y, r * 0.8, k), fill=shade(colour, 0.75))
         elif kind == "lid":
             draw.ellipse(_oval(x, y, r, k), fill=(rng.randint(15, 60),) * 3)
-        else:
-            draw.ellipse(_oval(x, y, r, k), outline=(120, 85, 55), width=max(2, int(0.3 * k)))
+        elif kind == "phone":  # 7 x 15 cm, either way round, a dark screen in a frame
+            w, h = (3.5, 7.5) if rng.random() < 0.5 else (7.5, 3.5)
+            frame = (rng.randint(10, 200),) * 3
+            draw.rounded_rectangle(
+                ((x - w) * k, (y - h) * k, (x + w) * k, (y + h) * k), radius=0.8 * k, fill=frame
+            )
+            draw.rectangle(
+                ((x - w + 0.4) * k, (y - h + 0.4) * k, (x + w - 0.4) * k, (y + h - 0.4) * k),
+                fill=(rng.randint(5, 40),) * 3,
+            )
+        else:  # a ring left by a cup: coffee, tea or wine
+            stain = rng.choice(((120, 85, 55), (150, 110, 70), (110, 40, 50)))
+            width = max(2, int(rng.uniform(0.15, 0.45) * k))
+            draw.ellipse(_oval(x, y, r, k), outline=stain, width=width)
 
 
 def mug_details(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
