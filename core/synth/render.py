@@ -151,13 +151,17 @@ def render_shot(
     shadow = Image.new("L", canvas.size, 0)
     shadow_draw = ImageDraw.Draw(shadow)
     light = rng.uniform(0, 2 * math.pi)
+    reach = 0.8 if vary is None else vary.uniform(0.2, 2.5)  # varied: a high or a low light
     for mug in scene.mugs:
         offset = Circle(
-            mug.body.cx + 0.8 * math.cos(light),
-            mug.body.cy + 0.8 * math.sin(light),
+            mug.body.cx + reach * math.cos(light),
+            mug.body.cy + reach * math.sin(light),
             mug.body.diameter,
         )
-        shadow_draw.ellipse(disc(offset, 0.3), fill=rng.randint(70, 130))
+        darkness = rng.randint(70, 130)
+        if vary is not None:
+            darkness = vary.randint(50, 180)
+        shadow_draw.ellipse(disc(offset, 0.3), fill=darkness)
     softness = 1.2 if vary is None else vary.uniform(0.2, 1.6)  # varied: hard to soft light
     shadow = shadow.filter(ImageFilter.GaussianBlur(softness * k))
     canvas = Image.composite(Image.new("RGB", canvas.size, (0, 0, 0)), canvas, shadow)
@@ -167,8 +171,11 @@ def render_shot(
         angle = math.radians(HANDLE_DIRECTIONS[mug.handle_direction])
         hx = body.cx + (body.radius + 0.9) * math.cos(angle)
         hy = body.cy + (body.radius + 0.9) * math.sin(angle)
-        handle = Circle(hx, hy, 3.2)
-        draw.ellipse(disc(handle), outline=shade(mug.colour, 0.85), width=int(0.9 * k))
+        if vary is None:
+            handle = Circle(hx, hy, 3.2)
+            draw.ellipse(disc(handle), outline=shade(mug.colour, 0.85), width=int(0.9 * k))
+        else:
+            variety.handle(draw, mug, angle, k, vary)
         draw.ellipse(disc(body), fill=shade(mug.colour, 0.8))
         draw.ellipse(disc(body, -0.5), fill=mug.colour)
         contents = rng.choice([(60, 35, 20), (110, 70, 40), shade(mug.colour, 0.6)])

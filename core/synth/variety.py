@@ -4,7 +4,8 @@ A detector trained on one look of mug learns that look: on scenes drawn differen
 second, coaster box on mugs themselves and took saucers for coasters. These additions draw, from
 their own random stream (so the default look stays pixel-for-pixel what the shipped models were
 trained on): tiled or checked floors, table surfaces other than wood (patterned ones among them),
-coaster materials, mug rims, liquids, glazes and highlights, hard or soft shadows, saucers under
+coaster materials, mug handles, rims, liquids, glazes and highlights, hard or soft shadows near
+or far from the mug, saucers under
 mugs that stand on no coaster and other look-alikes on free table space (plates, bowls, lids, stain
 rings, phones; none of them labelled), a colour cast and JPEG artefacts.
 """
@@ -191,6 +192,31 @@ def look_alikes(draw: Draw, scene: Scene, k: float, rng: random.Random) -> None:
             stain = rng.choice(((120, 85, 55), (150, 110, 70), (110, 40, 50)))
             width = max(2, int(rng.uniform(0.15, 0.45) * k))
             draw.ellipse(_oval(x, y, r, k), outline=stain, width=width)
+
+
+def handle(draw: Draw, mug: Mug, angle: float, k: float, rng: random.Random) -> None:
+    """A handle of another shape and size (the mug's box stays its body): a ring, a D-shaped arc
+    or a straight grip."""
+    b, colour = mug.body, shade(mug.colour, rng.uniform(0.7, 1.0))
+    kind = rng.choice(("ring", "d", "grip"))
+    out = rng.uniform(1.6, 3.2) if kind != "grip" else rng.uniform(1.5, 2.8)  # cm beyond the body
+    ux, uy = math.cos(angle), math.sin(angle)
+    if kind == "ring":
+        r = out / 2 + 0.3
+        cx, cy = b.cx + (b.radius + r - 0.3) * ux, b.cy + (b.radius + r - 0.3) * uy
+        draw.ellipse(
+            _oval(cx, cy, r, k), outline=colour, width=max(2, int(rng.uniform(0.4, 1.0) * k))
+        )
+    elif kind == "d":  # an arc standing on the body, its flat side against it
+        cx, cy = b.cx + b.radius * ux, b.cy + b.radius * uy
+        start = math.degrees(angle) - 90
+        width = max(2, int(rng.uniform(0.4, 1.0) * k))
+        draw.arc(_oval(cx, cy, out, k), start, start + 180, fill=colour, width=width)
+    else:
+        width = rng.uniform(0.8, 1.6)
+        x0, y0 = b.cx + (b.radius - 0.2) * ux, b.cy + (b.radius - 0.2) * uy
+        x1, y1 = b.cx + (b.radius + out) * ux, b.cy + (b.radius + out) * uy
+        draw.line([(x0 * k, y0 * k), (x1 * k, y1 * k)], fill=colour, width=int(width * k))
 
 
 def mug_details(draw: Draw, mug: Mug, k: float, rng: random.Random) -> None:
