@@ -43,11 +43,17 @@ from core.models.engine import (
     gpu_name,
     tensorrt_version,
 )
-from core.models.manifest import ModelManifest, read_manifest, sha256_file
+from core.models.manifest import (
+    DEFAULT_MODEL,
+    ModelManifest,
+    bundled_dir,
+    read_manifest,
+    sha256_file,
+)
 from core.models.types import Detection
 from core.synth.render import scene_jpegs
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.1.0"
+SHIPPED = bundled_dir(DEFAULT_MODEL)  # the default detector
 
 
 def device_info(device: str) -> dict[str, object]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One lent-GPU session, prepared to run unattended in a single call on the device machine:
 #   1. the inference check (bench/gpu_check.py: fp32/fp16 throughput, memory, box agreement);
-#   2. the next 640 px detector (1.2.0), fine-tuned on the GPU from the shipped 1.1.0 on scenes
-#      with more looks per class (--varied, core/synth/variety.py), within a time budget;
+#   2. the next 640 px detector (VERSION, default 1.3.0), fine-tuned on the GPU from the default
+#      detector on scenes with more looks per class (--varied, core/synth/variety.py), within a
+#      time budget;
 #   3. positioning accuracy (bench/positioning_accuracy.py) of the new and the shipped detector,
 #      on the training renderer's look and on the hold-out look (core/synth/holdout_style.py).
 # Everything it prints and makes lands in $OUT (8 files at most come back from the machine).
@@ -29,8 +30,9 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-270}
 BATCH=${BATCH:-64}
 WORKERS=${WORKERS:-12}
 ACCURACY_SCENES=${ACCURACY_SCENES:-120}
+VERSION=${VERSION:-1.3.0}
 PYTHON=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 OUT DEVICE SCENES VAL HOLDOUT TRAIN_SECONDS BATCH WORKERS
+export PYTHONUNBUFFERED=1 OUT DEVICE SCENES VAL HOLDOUT TRAIN_SECONDS BATCH WORKERS VERSION
 mkdir -p "$OUT"
 
 if [ -d .whl ] && ! "$PYTHON" -c "import ultralytics, pydantic_settings" 2>/dev/null; then
@@ -57,11 +59,12 @@ timeout $((TRAIN_SECONDS + 240)) "$PYTHON" - <<'PY' 2>&1 | tee "$OUT/train.log"
 import os, shutil, time
 from pathlib import Path
 
+from core.models.manifest import DEFAULT_MODEL, bundled_dir
 from core.models.training import Hardware, TrainRecipe, train
 
 env = os.environ
 started = time.perf_counter()
-shipped = Path("assets/models/mugdet-synth/1.1.0/model.pt").resolve()
+shipped = (bundled_dir(DEFAULT_MODEL) / "model.pt").resolve()
 recipe = TrainRecipe(
     epochs=300,  # an upper bound: the time budget decides
     imgsz=640,
@@ -70,7 +73,7 @@ recipe = TrainRecipe(
     val_scenes=int(env["VAL"]),
     holdout_scenes=int(env["HOLDOUT"]),
     batch=int(env["BATCH"]),
-    version="1.2.0",
+    version=env["VERSION"],
     init_weights=str(shipped),
     varied=True,
     time_hours=float(env["TRAIN_SECONDS"]) / 3600,
@@ -86,7 +89,8 @@ print(f"trained {manifest.ref} in {time.perf_counter() - started:.0f} s: {manife
 PY
 
 # The new model's figures on both looks go into its manifest (--record): it comes back with them.
-for model in "$OUT/model" assets/models/mugdet-synth/1.1.0; do
+shipped=$("$PYTHON" -c "from core.models.manifest import DEFAULT_MODEL, bundled_dir as b; print(b(DEFAULT_MODEL))")
+for model in "$OUT/model" "$shipped"; do
   record=$([ "$model" = "$OUT/model" ] && echo --record || true)
   for style in generator holdout; do  # the hold-out look is never trained on
     timeout 180 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \

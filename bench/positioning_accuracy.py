@@ -35,7 +35,7 @@ import numpy as np
 from core.models.backends import TorchBackend
 from core.models.class_map import ClassMap
 from core.models.detector import Detector, DetectorConfig
-from core.models.manifest import MANIFEST_FILE, read_manifest
+from core.models.manifest import DEFAULT_MODEL, MANIFEST_FILE, bundled_dir, read_manifest
 from core.models.training import evaluate
 from core.models.types import Detection
 from core.positioning import Calibration, analyze
@@ -49,7 +49,7 @@ from core.synth.render import render_shot
 from core.synth.scene import Scene
 
 SEED_BASE = 70_000
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.1.0"
+SHIPPED = bundled_dir(DEFAULT_MODEL)  # the default detector
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ from skimage import data
 
 from core.models.backends import TorchBackend
 from core.models.detector import Detector, DetectorConfig
-from core.models.manifest import read_manifest
+from core.models.manifest import DEFAULT_MODEL, bundled_dir, read_manifest
 from core.positioning import analyze
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "models" / "mugdet-synth" / "1.1.0"
+SHIPPED = bundled_dir(DEFAULT_MODEL)  # the default detector
 PHOTOS = {"coffee (a cup on a saucer)": data.coffee, "astronaut (no mug)": data.astronaut}
 
 

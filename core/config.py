@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.models.class_map import check_roles
+from core.models.manifest import DEFAULT_MODEL
 
 ENV_PREFIX = "MUGPOS_"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
 
     # Models and devices
     model: str = Field(
-        "mugdet-synth:1.1.0", description="Detector to serve, as `name:version` or `name:latest`."
+        DEFAULT_MODEL, description="Detector to serve, as `name:version` or `name:latest`."
     )
     model_dir: Path | None = Field(None, description="Local directory searched first for models.")
     model_cache_dir: Path = Field(

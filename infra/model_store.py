@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -19,6 +18,7 @@ from core.config import Settings
 from core.models.class_map import ClassMap
 from core.models.manager import ModelManager
 from core.models.manifest import (
+    BUNDLED_DIR,
     MANIFEST_FILE,
     ModelFiles,
     ModelIntegrityError,
@@ -30,9 +30,6 @@ from core.models.manifest import (
 )
 from infra.object_store import ObjectNotFound, ObjectStore
 from infra.object_store.keys import model_key, model_prefix
-
-# The detectors shipped in the wheel (package data of `assets`); a regular package on disk.
-BUNDLED_DIR = Path(str(resources.files("assets") / "models"))
 
 
 def _version_key(version: str) -> tuple[int, Version | str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
@@ -11,6 +12,10 @@ from pydantic import BaseModel, Field, field_validator
 from core.models.class_map import check_roles
 
 MANIFEST_FILE = "manifest.json"
+# The detectors shipped in the wheel (package data of `assets`); a regular package on disk.
+BUNDLED_DIR = Path(str(resources.files("assets") / "models"))
+# What a deployment serves unless told otherwise (MUGPOS_MODEL): one of the bundled versions.
+DEFAULT_MODEL = "mugdet-synth:1.1.0"
 
 
 class ModelManifest(BaseModel):
@@ -103,3 +108,8 @@ def parse_ref(ref: str) -> tuple[str, str]:
     if not name:
         raise ValueError(f"model reference {ref!r} must look like name:version")
     return name, version or "latest"
+
+
+def bundled_dir(ref: str) -> Path:
+    """Where a bundled version's files lie (benchmarks and checks that read them directly)."""
+    return BUNDLED_DIR.joinpath(*parse_ref(ref))
