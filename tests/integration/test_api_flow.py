@@ -13,6 +13,7 @@ import pytest
 import websockets
 
 from core.config import Settings
+from core.models.manifest import DEFAULT_MODEL
 from schemas.messages import AnalysisResult
 from tests.integration.api_server import ApiServer, login, start_api
 from tests.integration.workers import WorkerProcess, scene_jpeg
@@ -149,7 +150,7 @@ def test_upload_then_result_by_wait_get_websocket_and_sse(stack: ApiServer) -> N
     summary = httpx.get(f"{stack.url}/api/v1/dashboard/summary", headers=analyst).json()
     assert summary["results"] == 2
     assert {"preprocess", "inference", "analysis", "total"} <= set(summary["latency_ms"])
-    assert summary["models"] == {"mugdet-synth:1.1.0": 2}
+    assert summary["models"] == {DEFAULT_MODEL: 2}
     assert isinstance(summary["consumer_lag"], list)
     assert {row["topic"] for row in summary["consumer_lag"]} == {
         f"{stack.settings.topic_prefix}.images.v1",

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from control.cli import app
 from core.config import Settings
+from core.models.manifest import DEFAULT_MODEL
 from infra import mongo
 from infra.launchers import free_port
 from infra.mongo import ACTIVITY_LOGS
@@ -148,7 +149,7 @@ def test_registry_pause_resume_live_settings_and_lost_workers(plane) -> None:
     )
     first, second = workers
     for worker in workers:
-        assert worker["model"] == "mugdet-synth:1.1.0"
+        assert worker["model"] == DEFAULT_MODEL
         assert worker["gpu"]["present"] is False
         assert worker["rss_mb"] > 0
         assert worker["max_batch"] == 8

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from core.models.manifest import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 180
 BUILD_OUTPUTS = (".venv", ".cache", ".demo", ".git", "build", "dist", "*.egg-info", "__pycache__",
@@ -108,9 +110,7 @@ def test_the_wheel_carries_data_files_and_licence(wheel: Path) -> None:
         "core/rules/grammar.lark",
         "control/licence_exceptions.toml",
         "infra/kafka/pom.xml",
-        "assets/models/mugdet-synth/1.1.0/manifest.json",
-        "assets/models/mugdet-synth/1.1.0/model.pt",
-        "assets/models/mugdet-synth/1.0.0/model.pt",
+        *(p.relative_to(ROOT).as_posix() for p in (ROOT / "assets" / "models").glob("*/*/*")),
     ):
         assert needed in names, f"{needed} is not in the wheel"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
@@ -129,7 +129,7 @@ def test_the_installed_wheel_works_outside_the_checkout(installed: Path, tmp_pat
         .splitlines()[-1]
         .split()
     )  # after ultralytics' export messages
-    assert (ref, source, found) == ("mugdet-synth:1.1.0", "bundled", "1")
+    assert (ref, source, found) == (DEFAULT_MODEL, "bundled", "1")
     for path in (weights, core_file):  # read from the new environment, not the checkout
         assert Path(path).is_relative_to(installed), path
     *served, api_file = _run([str(bin_dir / "python"), "-c", SERVES_CONSOLE], tmp_path).splitlines()
