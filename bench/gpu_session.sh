@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lent-GPU session, prepared to run unattended in a single call on the device machine:
 #   1. the inference check (bench/gpu_check.py: fp32/fp16 throughput, memory, box agreement);
-#   2. the next 640 px detector (VERSION, default 1.3.0), fine-tuned on the GPU from the default
+#   2. the next 640 px detector (VERSION, default 1.2.0), fine-tuned on the GPU from the default
 #      detector on scenes with more looks per class (--varied, core/synth/variety.py), within a
 #      time budget;
 #   3. positioning accuracy (bench/positioning_accuracy.py) of the new and the shipped detector,
@@ -30,7 +30,7 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-270}
 BATCH=${BATCH:-64}
 WORKERS=${WORKERS:-12}
 ACCURACY_SCENES=${ACCURACY_SCENES:-120}
-VERSION=${VERSION:-1.3.0}
+VERSION=${VERSION:-1.2.0}
 PYTHON=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 OUT DEVICE SCENES VAL HOLDOUT TRAIN_SECONDS BATCH WORKERS VERSION
 mkdir -p "$OUT"
