@@ -5,9 +5,9 @@ second, coaster box on mugs themselves and took saucers for coasters. These addi
 their own random stream (so the default look stays pixel-for-pixel what the shipped models were
 trained on): tiled or checked floors, table surfaces other than wood (patterned ones among them),
 coaster materials, mug handles, rims, liquids, glazes and highlights, hard or soft shadows near
-or far from the mug, saucers under
-mugs that stand on no coaster and other look-alikes on free table space (plates, bowls, lids, stain
-rings, phones; none of them labelled), a colour cast and JPEG artefacts.
+or far from the mug, saucers under mugs that stand on no coaster and other look-alikes on free
+table space (plates, bowls, lids, stain rings, phones; none of them labelled), a colour cast and
+JPEG artefacts.
 """
 
 from __future__ import annotations
