@@ -89,12 +89,12 @@ print(f"trained {manifest.ref} in {time.perf_counter() - started:.0f} s: {manife
 PY
 
 # The new model's figures on both looks go into its manifest (--record): it comes back with them.
-shipped=$("$PYTHON" -c "from core.models.manifest import DEFAULT_MODEL, bundled_dir as b; print(b(DEFAULT_MODEL))")
-for model in "$OUT/model" "$shipped"; do
-  record=$([ "$model" = "$OUT/model" ] && echo --record || true)
+# No --model-dir: the benchmark's default, the default detector, for comparison.
+for model in "--model-dir $OUT/model --record" ""; do
   for style in generator holdout; do  # the hold-out look is never trained on
-    timeout 180 "$PYTHON" bench/positioning_accuracy.py --model-dir "$model" --device "$DEVICE" \
-      --scenes "$ACCURACY_SCENES" --style "$style" $record 2>&1 | tee -a "$OUT/positioning.log" \
-      || echo "accuracy of $model ($style) failed"
+    # shellcheck disable=SC2086  # $model is zero or three words
+    timeout 180 "$PYTHON" bench/positioning_accuracy.py $model --device "$DEVICE" \
+      --scenes "$ACCURACY_SCENES" --style "$style" 2>&1 | tee -a "$OUT/positioning.log" \
+      || echo "accuracy of ${model:-the default detector} ($style) failed"
   done
 done

@@ -96,14 +96,16 @@ def main() -> None:
     roles = ClassMap()
     tallies = {"ground-truth boxes": AccuracyTally(), "detector boxes": AccuracyTally()}
     detection = DetectionTally()
-    pictures = Path(tempfile.mkdtemp(prefix="mugpos-accuracy-"))
-    for sub in ("images", "labels"):
-        (pictures / sub).mkdir()
+    # --record: the same pictures as a YOLO dataset, for the look's mAP50.
+    pictures = Path(tempfile.mkdtemp(prefix="mugpos-accuracy-")) if args.record else None
+    if pictures:
+        (pictures / "images").mkdir()
+        (pictures / "labels").mkdir()
     for index in range(args.scenes):
         scene = sample_scene(SEED_BASE + index, args.size)
         shot = shoot(scene, args.size, perspective=args.perspective)
         labels = shot.labels
-        if args.record:
+        if pictures:
             shot.image.save(pictures / "images" / f"{index:05d}.png", compress_level=1)
             lines = "".join(label.yolo(args.size) + "\n" for label in labels)
             (pictures / "labels" / f"{index:05d}.txt").write_text(lines)
@@ -150,7 +152,7 @@ def main() -> None:
             f"{name:<20} {tally.compared:>5} {tally.median_edge_error_cm:>15.3f} "
             f"{tally.p90_edge_error_cm:>12.3f} {tally.coaster_accuracy:>15.1%} {tally.missed:>7}"
         )
-    if args.record:
+    if pictures:
         data = write_data_yaml(pictures, pictures / "images", pictures / "images")
         size = args.input_size or manifest.input_size
         map50 = evaluate(model_dir / manifest.weights, data, size, args.device)["map50"]
@@ -173,7 +175,7 @@ def main() -> None:
         recorded = manifest.model_copy(update={"metrics": metrics})
         (model_dir / MANIFEST_FILE).write_text(recorded.model_dump_json(indent=2) + "\n")
         print(f"mAP50 {map50:.3f}; recorded in {model_dir / MANIFEST_FILE}")
-    shutil.rmtree(pictures)
+        shutil.rmtree(pictures)
 
 
 def calibrate(scene: Scene, shot: Shot, table: bool) -> Calibration:

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.models.manifest import read_manifest
-from infra.model_store import BUNDLED_DIR
+from core.models.manifest import bundled_dir, read_manifest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "positioning_accuracy.py"
 RECORD = ("--style", "holdout", "--record")
@@ -26,7 +25,7 @@ FIGURES = {
 
 def test_record_writes_the_look_s_figures_and_keeps_the_rest(tmp_path: Path) -> None:
     model = tmp_path / "1.0.0"
-    shutil.copytree(BUNDLED_DIR / "mugdet-synth" / "1.0.0", model)
+    shutil.copytree(bundled_dir("mugdet-synth:1.0.0"), model)
     before = read_manifest(model)
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--model-dir", str(model), "--scenes", "3", *RECORD],
@@ -37,13 +36,14 @@ def test_record_writes_the_look_s_figures_and_keeps_the_rest(tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     after = read_manifest(model)
-    recorded = {k.removeprefix("holdout_style_") for k in after.metrics if k.startswith("holdout_")}
+    prefix = "holdout_style_"
+    recorded = {k.removeprefix(prefix) for k in after.metrics if k.startswith(prefix)}
     assert recorded >= FIGURES
     assert after.metrics["holdout_style_scenes"] == 3.0
     assert 0.0 <= after.metrics["holdout_style_map50"] <= 1.0
     # Everything else stays: the weights' checksum, the recipe, the other figures.
     assert after.model_dump(exclude={"metrics"}) == before.model_dump(exclude={"metrics"})
-    others = {k: v for k, v in before.metrics.items() if not k.startswith("holdout_style_")}
+    others = {k: v for k, v in before.metrics.items() if not k.startswith(prefix)}
     assert others
     assert all(after.metrics[k] == v for k, v in others.items())
 
