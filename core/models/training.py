@@ -28,7 +28,12 @@ class TrainRecipe:
     name: str = "mugdet-synth"
     version: str = "1.0.0"
     init_weights: str | None = None  # continue from these weights instead of random init
-    warmup_epochs: float = 3.0  # ultralytics' default
+    # Ultralytics' defaults below suit training from scratch. Fine-tuning a trained detector wants
+    # no warm-up (it drives the biases at a learning rate of 0.1) and no mosaic or rescaling (the
+    # boxes are then learnt at other scales than the camera's, which costs box precision).
+    warmup_epochs: float = 3.0
+    mosaic: float = 1.0  # the share of training images made as a mosaic of four
+    scale: float = 0.5  # random rescaling, +- this share
     time_hours: float | None = None  # a wall-clock budget: ultralytics fits the epochs into it
     varied: bool = False  # more looks per class (core.synth.variety) in every generated set
 
@@ -180,7 +185,8 @@ def train(
         verbose=False,
         fliplr=0.5,
         flipud=0.5,
-        mosaic=1.0,
+        mosaic=recipe.mosaic,
+        scale=recipe.scale,
         warmup_epochs=recipe.warmup_epochs,
     )
     best = work / "runs" / "train" / "weights" / "best.pt"

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from core.synth.render import render_scene
-from core.synth.scene import CLASSES, sample_scene
+from core.synth.scene import CLASSES, COASTER_CM, VARIED_COASTER_CM, sample_scene
 
 # PNG level 1: a third bigger than the default level 6 but five times faster to write, which
 # makes writing, not rendering, no longer the slow half of generating a scene.
@@ -23,7 +23,8 @@ def scene_seed(base_seed: int, index: int) -> int:
 
 def write_scene(out_dir: Path, size: int, seed: int, varied: bool, index: int) -> None:
     """Render the index-th scene of a dataset and write its image, labels and ground truth."""
-    scene = sample_scene(scene_seed(seed, index), size)
+    coaster_cm = VARIED_COASTER_CM if varied else COASTER_CM
+    scene = sample_scene(scene_seed(seed, index), size, coaster_cm)
     image, labels = render_scene(scene, size, varied=varied)
     stem = f"scene_{seed}_{index:05d}"
     image.save(out_dir / "images" / f"{stem}.png", compress_level=PNG_COMPRESS_LEVEL)
@@ -50,7 +51,7 @@ def write_dataset(
     varied: bool = False,
 ) -> Path:
     """Generate `count` scenes under out_dir/{images,labels,truth}; returns a YOLO data.yaml.
-    `varied`: with core.synth.variety's looks.
+    `varied`: with core.synth.variety's looks and coasters of every common size.
 
     Every scene depends only on (seed, index), so `workers` processes give the same files as one.
     """

@@ -7,7 +7,8 @@ trained on): tiled or checked floors, table surfaces other than wood (patterned 
 coaster materials, mug handles, rims, liquids, glazes and highlights, hard or soft shadows near
 or far from the mug, saucers under mugs that stand on no coaster and other look-alikes on free
 table space (plates, bowls, lids, stain rings, phones; none of them labelled), a colour cast and
-JPEG artefacts.
+JPEG artefacts. (Coasters of every common size are a matter of layout: `scene.VARIED_COASTER_CM`,
+which varied datasets lay out with.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from core.synth import CLASSES, render_scene, sample_scene
 from core.synth.dataset import write_dataset
-from core.synth.scene import Rect
+from core.synth.scene import COASTER_CM, MIN_COASTER_MARGIN_CM, VARIED_COASTER_CM, Rect
 
 SEEDS = range(30)
 
@@ -143,3 +143,33 @@ def test_varied_looks_change_pixels_not_labels(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(plain), np.asarray(render_scene(scene, 320)[0]))
     write_dataset(tmp_path, 2, 320, 3, varied=True)
     assert len(list((tmp_path / "images").glob("*.png"))) == 2
+
+
+def test_varied_scenes_have_coasters_of_every_common_size(tmp_path: Path) -> None:
+    """Varied datasets lay out 8-12 cm coasters (the default scenes keep 9.5-10.5 cm, what the
+    shipped detectors saw), and a mug stands only on a coaster that shows around it."""
+    varied = [sample_scene(seed, 320, VARIED_COASTER_CM) for seed in range(300)]
+    sizes = [c.shape.diameter for scene in varied for c in scene.coasters]
+    assert min(sizes) < 8.5
+    assert max(sizes) > 11.5
+    assert all(COASTER_CM[0] <= c.shape.diameter <= COASTER_CM[1] for c in _coasters(SEEDS))
+    standing = [
+        (scene.coasters[mug.coaster].shape.diameter, mug.body.diameter)
+        for scene in varied
+        for mug in scene.mugs
+        if mug.coaster is not None
+    ]
+    assert standing
+    assert all(c >= m + MIN_COASTER_MARGIN_CM for c, m in standing)
+    assert any(c < m + 1.0 for c, m in standing)  # some coasters barely wider than their mug
+    write_dataset(tmp_path, 40, 320, 3, varied=True)
+    written = [
+        k["diameter_cm"]
+        for truth in (tmp_path / "truth").glob("*.json")
+        for k in json.loads(truth.read_text())["coasters"]
+    ]
+    assert any(d < COASTER_CM[0] or d > COASTER_CM[1] for d in written)
+
+
+def _coasters(seeds: range) -> list:
+    return [c for seed in seeds for c in sample_scene(seed, 320).coasters]
