@@ -1,6 +1,6 @@
-"""The camera both scene renderers share: a slight perspective tilt, applied to the picture and
-to the labels alike, so a label boxes what was drawn. Drawing (shapes, textures, light) is each
-renderer's own; this is geometry only."""
+"""The camera both scene renderers share: a slight perspective tilt and, for the varied looks, a
+lens's radial distortion, applied to the picture and to the labels alike, so a label boxes what
+was drawn. Drawing (shapes, textures, light) is each renderer's own; this is geometry only."""
 
 from __future__ import annotations
 
@@ -59,10 +59,64 @@ def circle_points(circle: Circle, scale: float) -> np.ndarray:
 
 
 def rect_points(rect: Rect, scale: float) -> np.ndarray:
+    """A rectangle's four corners, clockwise from the top left."""
     return (
         np.array([[rect.x0, rect.y0], [rect.x1, rect.y0], [rect.x1, rect.y1], [rect.x0, rect.y1]])
         * scale
     )
+
+
+def edge_points(rect: Rect, scale: float, per_edge: int = 16) -> np.ndarray:
+    """Points along a rectangle's edges: under lens distortion its edges bow, and a box around
+    its corners alone would cut the bulge off."""
+    corners = rect_points(rect, scale)
+    steps = np.linspace(0.0, 1.0, per_edge, endpoint=False)[:, None]
+    return np.concatenate(
+        [a + steps * (b - a) for a, b in zip(corners, np.roll(corners, -1, axis=0), strict=True)]
+    )
+
+
+def lens_sources(points: np.ndarray, size: int, k1: float) -> np.ndarray:
+    """Where in the undistorted picture each point of the distorted one comes from: radial
+    distortion, one coefficient, about the picture's centre, with the radius measured in half
+    picture widths (k1 > 0 draws the middle larger than the edges: barrel; k1 < 0: pincushion)."""
+    half = size / 2
+    offset = points - half
+    return half + offset * (1 + k1 * (offset**2).sum(axis=1, keepdims=True) / half**2)
+
+
+def distort_points(points: np.ndarray, size: int, k1: float) -> np.ndarray:
+    """Where the lens shows points of the undistorted picture: `lens_sources` inverted by
+    fixed-point iteration, which converges in a few steps for the slight distortions drawn."""
+    half = size / 2
+    offset = points - half
+    shown = offset.copy()
+    for _ in range(30):
+        shown = offset / (1 + k1 * (shown**2).sum(axis=1, keepdims=True) / half**2)
+    return half + shown
+
+
+def distort(image: Image.Image, k1: float, fill: tuple[int, int, int]) -> Image.Image:
+    """The picture through a lens with radial distortion `k1` (bilinear; `fill` where the lens
+    looks beyond the picture)."""
+    size = image.size[0]
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5  # pixel centres
+    source = lens_sources(np.c_[xs.ravel(), ys.ravel()], size, k1) - 0.5
+    sx, sy = source[:, 0], source[:, 1]
+    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    fx, fy = (sx - x0)[:, None], (sy - y0)[:, None]
+    padded = np.pad(np.asarray(image, dtype=np.float32), ((1, 2), (1, 2), (0, 0)))
+    padded[0, :], padded[-2:, :], padded[:, 0], padded[:, -2:] = fill, fill, fill, fill
+    beyond = (x0 < -1) | (x0 >= size) | (y0 < -1) | (y0 >= size)
+    x0, y0 = np.clip(x0, -1, size) + 1, np.clip(y0, -1, size) + 1
+    out = (
+        padded[y0, x0] * (1 - fx) * (1 - fy)
+        + padded[y0, x0 + 1] * fx * (1 - fy)
+        + padded[y0 + 1, x0] * (1 - fx) * fy
+        + padded[y0 + 1, x0 + 1] * fx * fy
+    )
+    out[beyond] = fill
+    return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(size, size, 3))
 
 
 def tilt(size: int, perspective: float, rng: random.Random) -> np.ndarray:
@@ -99,11 +153,13 @@ class Shot:
     image: Image.Image
     labels: list[Label]
     forward: np.ndarray
+    lens: float = 0.0  # radial distortion after `forward` (camera.distort); 0 = none
 
     def table_corners(self, scene: Scene) -> list[tuple[float, float]]:
         """The table's corners in the picture (far-left, far-right, near-right, near-left),
         where a person would click them to calibrate; they may lie outside the picture."""
-        mapped = apply(self.forward, rect_points(scene.table, scene.px_per_cm))
+        size = self.image.size[0]
+        mapped = project(rect_points(scene.table, scene.px_per_cm), self.forward, self.lens, size)
         return [(float(x), float(y)) for x, y in mapped]
 
     def mug_boxes(self, scene: Scene) -> list[tuple[float, float, float, float] | None]:
@@ -111,14 +167,22 @@ class Shot:
         the pairing of ground truth and boxes that `labels` loses when it leaves one out."""
         size = self.image.size[0]
         found = [
-            _label("mug", circle_points(m.body, scene.px_per_cm), self.forward, size)
+            _label("mug", circle_points(m.body, scene.px_per_cm), self.forward, size, self.lens)
             for m in scene.mugs
         ]
         return [None if label is None else label.box for label in found]
 
 
-def _label(name: str, points: np.ndarray, forward: np.ndarray, size: int) -> Label | None:
+def project(points: np.ndarray, forward: np.ndarray, lens: float, size: int) -> np.ndarray:
+    """Drawing pixels to picture pixels: the tilt, then the lens."""
     mapped = apply(forward, points)
+    return distort_points(mapped, size, lens) if lens else mapped
+
+
+def _label(
+    name: str, points: np.ndarray, forward: np.ndarray, size: int, lens: float = 0.0
+) -> Label | None:
+    mapped = project(points, forward, lens, size)
     x0, y0 = np.clip(mapped.min(axis=0), 0, size)
     x1, y1 = np.clip(mapped.max(axis=0), 0, size)
     if x1 - x0 < 2 or y1 - y0 < 2:
@@ -126,23 +190,25 @@ def _label(name: str, points: np.ndarray, forward: np.ndarray, size: int) -> Lab
     return Label(name, (float(x0), float(y0), float(x1), float(y1)))
 
 
-def scene_labels(scene: Scene, forward: np.ndarray, size: int) -> list[Label]:
-    """Boxes of the table, mugs (their bodies), coasters and the device, through `forward`;
-    objects the tilt pushes out of the picture are left out."""
+def scene_labels(scene: Scene, forward: np.ndarray, size: int, lens: float = 0.0) -> list[Label]:
+    """Boxes of the table, mugs (their bodies), coasters and the device, through `forward` and
+    the lens; objects the tilt pushes out of the picture are left out."""
 
     def label(name: str, points: np.ndarray) -> Label | None:
-        return _label(name, points, forward, size)
+        return _label(name, points, forward, size, lens)
 
     scale = scene.px_per_cm
-    candidates = [label("table", rect_points(scene.table, scale))]
+    # A tilt keeps edges straight, so corners bound a rectangle; a lens bows them.
+    outline = edge_points if lens else rect_points
+    candidates = [label("table", outline(scene.table, scale))]
     candidates += [label("mug", circle_points(m.body, scale)) for m in scene.mugs]
     candidates += [
         label(
             "coaster",
-            circle_points(c.shape, scale) if not c.square else rect_points(c.shape.bounds(), scale),
+            circle_points(c.shape, scale) if not c.square else outline(c.shape.bounds(), scale),
         )
         for c in scene.coasters
     ]
     if scene.device is not None:
-        candidates.append(label(scene.device.kind, rect_points(scene.device.rect, scale)))
+        candidates.append(label(scene.device.kind, outline(scene.device.rect, scale)))
     return [c for c in candidates if c is not None]

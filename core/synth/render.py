@@ -1,7 +1,7 @@
 """Draw a `Scene` as a photo-like top-down image, with YOLO labels that match what was drawn.
 
 Domain randomisation: table colour and wood grain, floor, lighting gradient, soft shadows, sensor
-noise, blur and a slight perspective tilt. Drawing happens at twice the size and is downsampled, so
+noise, blur and a slight perspective tilt (`varied`: and a lens's radial distortion). Drawing happens at twice the size and is downsampled, so
 edges are anti-aliased. Mug labels box the mug body (the rim circle), not the handle, so a mug box's
 width is the mug's diameter.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.synth import variety
-from core.synth.camera import Label, Shot, scene_labels, tilt, warp
+from core.synth.camera import Label, Shot, distort, scene_labels, tilt, warp
 from core.synth.scene import HANDLE_DIRECTIONS, Circle, Rect, Scene, shade
 
 _SS = 2  # supersampling factor
@@ -200,9 +200,12 @@ def render_shot(
     # A slight perspective tilt; labels go through the same mapping as the pixels.
     forward = tilt(size, perspective, rng)
     image = warp(image, forward, Image.Resampling.BILINEAR, _contrasting_floor(scene))
-    if vary is not None:
+    lens = 0.0
+    if vary is not None:  # a lens that bows straight lines a little, either way
+        lens = vary.uniform(-variety.LENS_DISTORTION, variety.LENS_DISTORTION)
+        image = distort(image, lens, _contrasting_floor(scene))
         image = variety.camera(image, vary)
-    return Shot(image, scene_labels(scene, forward, size), forward)
+    return Shot(image, scene_labels(scene, forward, size, lens), forward, lens)
 
 
 def scene_jpegs(first_seed: int, count: int, size: int, quality: int = 90) -> list[bytes]:

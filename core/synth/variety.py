@@ -6,9 +6,10 @@ their own random stream (so the default look stays pixel-for-pixel what the ship
 trained on): tiled or checked floors, table surfaces other than wood (patterned ones among them),
 coaster materials, mug handles, rims, liquids, glazes and highlights, hard or soft shadows near
 or far from the mug, saucers under mugs that stand on no coaster and other look-alikes on free
-table space (plates, bowls, lids, stain rings, phones; none of them labelled), a colour cast and
-JPEG artefacts. (Coasters of every common size are a matter of layout: `scene.VARIED_COASTER_CM`,
-which varied datasets lay out with.)
+table space (plates, bowls, lids, stain rings, phones; none of them labelled), a colour cast,
+JPEG artefacts and a lens that bows straight lines (the geometry is core.synth.camera's, as it
+moves the labels too). Coasters of every common size are a matter of layout, not of drawing:
+`scene.VARIED_COASTER_CM`, which varied datasets lay out with.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from core.synth.scene import Mug, Rect, Scene, shade
 Draw = ImageDraw.ImageDraw
 _SURFACES = ("wood", "laminate", "glass", "cloth", "pattern")
 _MATERIALS = ("plain", "cork", "felt", "stone", "wood")
+# The largest radial distortion drawn (camera.distort): straight edges through the corners of the
+# picture bow by about this share of the picture.
+LENS_DISTORTION = 0.05
 _DRINKS = ((60, 35, 20), (120, 80, 45), (225, 215, 195), (170, 200, 215), (95, 20, 30))
 
 

@@ -8,9 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.synth import CLASSES, render_scene, sample_scene
+from core.synth.camera import (
+    distort,
+    distort_points,
+    edge_points,
+    lens_sources,
+    project,
+    rect_points,
+    scene_labels,
+)
 from core.synth.dataset import write_dataset
+from core.synth.render import render_shot
 from core.synth.scene import COASTER_CM, MIN_COASTER_MARGIN_CM, VARIED_COASTER_CM, Rect
 
 SEEDS = range(30)
@@ -132,11 +143,14 @@ def test_training_never_renders_the_holdout_style() -> None:
         assert "core.synth.holdout_style" not in imported, module
 
 
-def test_varied_looks_change_pixels_not_labels(tmp_path: Path) -> None:
+def test_varied_looks_change_pixels_and_only_the_lens_moves_labels(tmp_path: Path) -> None:
     scene = sample_scene(5151, 320)
     plain, labels = render_scene(scene, 320)
-    varied, varied_labels = render_scene(scene, 320, varied=True)
-    assert labels == varied_labels  # same objects, same boxes: only how they look changes
+    shot = render_shot(scene, 320, varied=True)
+    varied, varied_labels = shot.image, shot.labels
+    # Same objects, same camera: the boxes move only as the varied look's lens moves them.
+    assert varied_labels == scene_labels(scene, shot.forward, 320, shot.lens)
+    assert labels == scene_labels(scene, shot.forward, 320)  # the same tilt, no lens
     assert not np.array_equal(np.asarray(plain), np.asarray(varied))
     again, _ = render_scene(scene, 320, varied=True)
     assert np.array_equal(np.asarray(varied), np.asarray(again))
@@ -173,3 +187,35 @@ def test_varied_scenes_have_coasters_of_every_common_size(tmp_path: Path) -> Non
 
 def _coasters(seeds: range) -> list:
     return [c for seed in seeds for c in sample_scene(seed, 320).coasters]
+
+
+@pytest.mark.parametrize("k1", [-0.05, 0.05])
+def test_lens_moves_pixels_where_it_moves_labels(k1: float) -> None:
+    """The picture and its labels go through one lens: a dot drawn at a point shows up where
+    `distort_points` (what the labels use) puts that point."""
+    size = 200
+    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    dots = np.array([[30.5, 40.5], [170.5, 25.5], [100.5, 100.5], [20.5, 180.5]])
+    for x, y in dots:
+        canvas[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] = 255
+    shown = np.asarray(distort(Image.fromarray(canvas), k1, (0, 0, 0)))[:, :, 0]
+    for (x, y), (ex, ey) in zip(dots, distort_points(dots, size, k1), strict=True):
+        window = shown[int(ey) - 4 : int(ey) + 5, int(ex) - 4 : int(ex) + 5]
+        assert window.max() > 100, (x, y, ex, ey)  # the dot is where the labels expect it
+    assert np.allclose(lens_sources(distort_points(dots, size, k1), size, k1), dots)
+    corners = distort_points(np.array([[0.0, 0.0]]), size, k1)[0]
+    assert (corners[0] > 0) == (k1 > 0)  # barrel pulls the corner in, pincushion pushes it out
+
+
+def test_varied_lens_boxes_the_bowed_table() -> None:
+    """Under a barrel lens a table's edges bulge beyond its corners; its label bounds the bowed
+    outline, not the corners."""
+    scene = sample_scene(5195, 320)
+    shot = render_shot(scene, 320, varied=True)
+    assert shot.lens > 0.03  # barrel
+    table = next(label.box for label in shot.labels if label.class_name == "table")
+    outline = project(edge_points(scene.table, scene.px_per_cm), shot.forward, shot.lens, 320)
+    corners = project(rect_points(scene.table, scene.px_per_cm), shot.forward, shot.lens, 320)
+    bowed, straight = np.clip(outline, 0, 320), np.clip(corners, 0, 320)
+    assert table == pytest.approx((*bowed.min(axis=0), *bowed.max(axis=0)))
+    assert table != pytest.approx((*straight.min(axis=0), *straight.max(axis=0)), abs=1.0)
