@@ -65,8 +65,8 @@ def train(
     varied: Annotated[
         bool,
         typer.Option(
-            help="More looks per class (surfaces, coaster materials, drinks, saucers, "
-            "look-alikes, colour casts, JPEG)."
+            help="More looks per class (surfaces, coaster materials and 8-12 cm sizes, "
+            "drinks, saucers, look-alikes, colour casts, JPEG, lens distortion)."
         ),
     ] = False,
 ) -> None:

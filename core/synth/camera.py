@@ -87,13 +87,17 @@ def lens_sources(points: np.ndarray, size: int, k1: float) -> np.ndarray:
 
 def distort_points(points: np.ndarray, size: int, k1: float) -> np.ndarray:
     """Where the lens shows points of the undistorted picture: `lens_sources` inverted by
-    fixed-point iteration, which converges in a few steps for the slight distortions drawn."""
+    fixed-point iteration. For the slight distortions drawn it converges within the picture
+    (points beyond it may have no inverse: a pincushion lens never shows them)."""
     half = size / 2
     offset = points - half
     shown = offset.copy()
-    for _ in range(30):
+    for _ in range(40):
         shown = offset / (1 + k1 * (shown**2).sum(axis=1, keepdims=True) / half**2)
-    return half + shown
+    result = half + shown
+    if len(points) and np.abs(lens_sources(result, size, k1) - points).max() > 1e-6:
+        raise ValueError("the lens shows no such point: keep points within the picture")
+    return result
 
 
 def distort(image: Image.Image, k1: float, fill: tuple[int, int, int]) -> Image.Image:
@@ -159,7 +163,7 @@ class Shot:
         """The table's corners in the picture (far-left, far-right, near-right, near-left),
         where a person would click them to calibrate; they may lie outside the picture."""
         size = self.image.size[0]
-        mapped = project(rect_points(scene.table, scene.px_per_cm), self.forward, self.lens, size)
+        mapped = project(rect_points(scene.table, scene.px_per_cm), self.forward, size, self.lens)
         return [(float(x), float(y)) for x, y in mapped]
 
     def mug_boxes(self, scene: Scene) -> list[tuple[float, float, float, float] | None]:
@@ -173,7 +177,7 @@ class Shot:
         return [None if label is None else label.box for label in found]
 
 
-def project(points: np.ndarray, forward: np.ndarray, lens: float, size: int) -> np.ndarray:
+def project(points: np.ndarray, forward: np.ndarray, size: int, lens: float) -> np.ndarray:
     """Drawing pixels to picture pixels: the tilt, then the lens."""
     mapped = apply(forward, points)
     return distort_points(mapped, size, lens) if lens else mapped
@@ -182,7 +186,11 @@ def project(points: np.ndarray, forward: np.ndarray, lens: float, size: int) -> 
 def _label(
     name: str, points: np.ndarray, forward: np.ndarray, size: int, lens: float = 0.0
 ) -> Label | None:
-    mapped = project(points, forward, lens, size)
+    # What the tilt leaves outside the picture is cut off before the lens: a barrel lens pulls the
+    # picture's edge inwards, and a box must not reach into the empty strip it leaves.
+    mapped = np.clip(apply(forward, points), 0, size)
+    if lens:
+        mapped = distort_points(mapped, size, lens)
     x0, y0 = np.clip(mapped.min(axis=0), 0, size)
     x1, y1 = np.clip(mapped.max(axis=0), 0, size)
     if x1 - x0 < 2 or y1 - y0 < 2:

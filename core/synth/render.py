@@ -1,9 +1,9 @@
 """Draw a `Scene` as a photo-like top-down image, with YOLO labels that match what was drawn.
 
 Domain randomisation: table colour and wood grain, floor, lighting gradient, soft shadows, sensor
-noise, blur and a slight perspective tilt (`varied`: and a lens's radial distortion). Drawing happens at twice the size and is downsampled, so
-edges are anti-aliased. Mug labels box the mug body (the rim circle), not the handle, so a mug box's
-width is the mug's diameter.
+noise, blur and a slight perspective tilt (`varied`: and a lens's radial distortion). Drawing
+happens at twice the size and is downsampled, so edges are anti-aliased. Mug labels box the mug
+body (the rim circle), not the handle, so a mug box's width is the mug's diameter.
 """
 
 from __future__ import annotations

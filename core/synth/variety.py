@@ -26,8 +26,8 @@ from core.synth.scene import Mug, Rect, Scene, shade
 Draw = ImageDraw.ImageDraw
 _SURFACES = ("wood", "laminate", "glass", "cloth", "pattern")
 _MATERIALS = ("plain", "cork", "felt", "stone", "wood")
-# The largest radial distortion drawn (camera.distort): straight edges through the corners of the
-# picture bow by about this share of the picture.
+# The largest radial distortion drawn (camera.distort, k1 in half picture widths): a picture's
+# edge bows by up to about 2-3 % of the picture, what a wide phone or webcam lens shows.
 LENS_DISTORTION = 0.05
 _DRINKS = ((60, 35, 20), (120, 80, 45), (225, 215, 195), (170, 200, 215), (95, 20, 30))
 
