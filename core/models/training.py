@@ -28,9 +28,9 @@ class TrainRecipe:
     name: str = "mugdet-synth"
     version: str = "1.0.0"
     init_weights: str | None = None  # continue from these weights instead of random init
-    # Ultralytics' defaults below suit training from scratch. Fine-tuning a trained detector wants
-    # no warm-up (it drives the biases at a learning rate of 0.1) and no mosaic or rescaling (the
-    # boxes are then learnt at other scales than the camera's, which costs box precision).
+    # Ultralytics' defaults, made for training from scratch. Its warm-up drives the biases at a
+    # learning rate of 0.1 and a mosaic shows objects at other scales than the camera's; the third
+    # CPU round (docs/PERFORMANCE.md) fine-tuned without either.
     warmup_epochs: float = 3.0
     mosaic: float = 1.0  # the share of training images made as a mosaic of four
     scale: float = 0.5  # random rescaling, +- this share
