@@ -346,11 +346,18 @@ async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]
 
 async def group_member_ids(admin: AIOKafkaAdminClient, group: str) -> set[str]:
     """The member ids of a consumer group as its coordinator sees them now."""
-    members: set[str] = set()
+    return (await group_state(admin, group))[1]
+
+
+async def group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, set[str]]:
+    """A consumer group's state (Stable, PreparingRebalance, CompletingRebalance, Empty, Dead)
+    and member ids, as its coordinator sees them now."""
+    state, members = "", set()
     for response in await admin.describe_consumer_groups([group]):
         for described in response.to_object()["groups"]:
+            state = described["state"]
             members.update(m["member_id"] for m in described["members"])
-    return members
+    return state, members
 
 
 async def wait_all_committed(

@@ -32,6 +32,7 @@ from tests.integration.kafka_io import (
     committed_vs_end_offsets,
     counts,
     group_member_ids,
+    group_state,
     not_exactly_once,
     owned,
     publish,
@@ -338,26 +339,32 @@ async def _group_members(settings: Settings, group: str) -> set[str]:
 async def _drain_watching_the_group(
     api: ApiServer, headers: dict, worker_id: str, members: set[str], group: str
 ) -> tuple[dict, float]:
-    """Drain a worker while polling the pipeline group's membership. Returns the command's reply
-    and the last moment (epoch seconds, taken before asking) at which the group still had every
-    one of `members`: the drained worker certainly still owned its partitions until then, as no
-    other can be given them before it leaves the group."""
+    """Drain a worker while polling the pipeline group. Returns the command's reply and the last
+    moment (epoch seconds, taken before asking) at which no other member could yet own the
+    drained worker's partitions: the group had not yet settled without it. A member is handed
+    partitions in its SyncGroup answer, which the coordinator sends once the group is Stable
+    again; so until the group is seen Stable without the drained member (through the
+    rebalance its leaving starts), its partitions were its own or nobody's. Membership alone
+    is a tighter bound than that and lost the race with a worker that finishes its last batch
+    and leaves between two polls."""
     async with admin_client(api.settings) as admin:
         asked = time.time()
-        now = await group_member_ids(admin, group)
-        assert now == members, f"the group changed before the drain: {members} -> {now}"
+        state, now = await group_state(admin, group)
+        assert (state, now) == ("Stable", members), (
+            f"the group changed before the drain: {members} -> {state} {now}"
+        )
         still_there = asked
         command = asyncio.create_task(asyncio.to_thread(_command, api, headers, worker_id, "drain"))
-        deadline = asked + 60
+        deadline = asked + 90
         while True:
             asked = time.time()
-            now = await group_member_ids(admin, group)
-            if members <= now:
+            state, now = await group_state(admin, group)
+            if members <= now or state != "Stable":
                 still_there = asked
             else:
                 assert len(members - now) == 1, f"more than one member left: {members} -> {now}"
                 break
-            assert asked < deadline, "the drained worker did not leave the group within 60 s"
+            assert asked < deadline, "the group did not settle without the drained worker in 90 s"
             await asyncio.sleep(0.05)
         reply = await command
     assert reply.status_code == 202, reply.text
@@ -430,9 +437,9 @@ def test_drain_finishes_in_flight_work_and_redoes_nothing(
     Who produced a record: results carry nothing that names a worker, so each output record is
     attributed through the partition of its input (see `_Attribution`) and the registry's
     partition ownership, taken from the heartbeats once the two workers split every topic they
-    consume. Until the drained worker leaves the group, only it can produce from its partitions,
-    so any such record timestamped before the last moment the group was seen with both members
-    is the drained worker's."""
+    consume. Until the group has settled without the drained worker, no other member can
+    produce from its partitions, so any such record timestamped before the last moment the group
+    was seen unsettled is the drained worker's (see `_drain_watching_the_group`)."""
     env = {"MUGPOS_HEARTBEAT_INTERVAL_S": BEAT}
     settings = api_deployment
     names = TopicNames(settings.topic_prefix)
