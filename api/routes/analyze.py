@@ -27,6 +27,7 @@ from core.access import Principal
 from core.config import Settings
 from core.imaging.annotate import annotate
 from core.imaging.decode import CONTENT_TYPES
+from core.positioning import CHECK_WORDS
 from infra.object_store import ObjectNotFound
 from infra.object_store.keys import result_key
 from infra.results_history import BadCursor, ResultQuery, as_utc, query_results
@@ -335,16 +336,6 @@ async def get_image(
     return Response(rendered, media_type="image/jpeg")
 
 
-# A mug's own failing checks (core.positioning) in the words its caption uses.
-_CHECK_WORDS = {
-    "coaster": "off coaster",
-    "edge": "near edge",
-    "hazard": "near hazard",
-    "clearance": "too close to a mug",
-    "zone": "outside zone",
-}
-
-
 def _failed_rules(result: dict[str, Any]) -> dict[int, list[str]]:
     """By mug index, the names of the rules that failed for it (a verdict's `subjects`)."""
     failed: dict[int, list[str]] = {}
@@ -358,7 +349,7 @@ def _failed_rules(result: dict[str, Any]) -> dict[int, list[str]]:
 def _reason(mug: dict[str, Any], rules: list[str]) -> str:
     """Why a mug fails, in a few words for its caption: its own checks, then the failed rules
     (annotate cuts it to a caption's length)."""
-    parts = [_CHECK_WORDS.get(check, check) for check in mug.get("failing") or ()] + rules
+    parts = [CHECK_WORDS.get(check, check) for check in mug.get("failing") or ()] + rules
     return ", ".join(dict.fromkeys(parts))  # each once, in order
 
 

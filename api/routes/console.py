@@ -8,6 +8,7 @@ and the API checks every request it makes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,8 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
+from core.positioning import CHECK_WORDS
+
 CONSOLE_DIR = Path(__file__).resolve().parents[1] / "console"
 CONSOLE_PATH = "/console"
+# A module the console imports like its own files, made here from the domain's words so that
+# the browser's captions and the annotated JPEG's cannot drift apart.
+WORDS_MODULE = f"{CONSOLE_PATH}/js/words.js"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -46,5 +52,11 @@ def install(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:
         return RedirectResponse(f"{CONSOLE_PATH}/")
+
+    words = f"export const CHECK_WORDS = {json.dumps(CHECK_WORDS, indent=2)};\n"
+
+    @app.get(WORDS_MODULE, include_in_schema=False)
+    async def words_module() -> Response:  # before the mount, which would answer 404
+        return Response(words, media_type="text/javascript", headers=SECURITY_HEADERS)
 
     app.mount(CONSOLE_PATH, ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")

@@ -1,6 +1,6 @@
 """Positioning analysis: facts in centimetres, a quality score and the smallest fix, per mug."""
 
-from core.positioning.analysis import analyze, estimate_scale
+from core.positioning.analysis import CHECK_WORDS, analyze, estimate_scale
 from core.positioning.facts import (
     Calibration,
     Move,
@@ -12,6 +12,7 @@ from core.positioning.facts import (
 from core.positioning.perspective import Homography
 
 __all__ = [
+    "CHECK_WORDS",
     "Calibration",
     "Homography",
     "Move",

@@ -52,6 +52,15 @@ from core.positioning.plane import PX_PER_CM, plane_scene
 from core.positioning.recommend import recommend
 
 EDGE, HAZARD, COASTER, CLEARANCE, ZONE = "edge", "hazard", "coaster", "clearance", "zone"
+# A failing check in the few words a mug's caption uses: the annotated JPEG's (api.routes.analyze)
+# and the console's, which loads them from the API (api.routes.console) rather than a copy.
+CHECK_WORDS = {
+    COASTER: "off coaster",
+    EDGE: "near edge",
+    HAZARD: "near hazard",
+    CLEARANCE: "too close to a mug",
+    ZONE: "outside zone",
+}
 
 
 def estimate_scale(

@@ -4,6 +4,8 @@ viewer does not get. The Rules, Sources, Workers and Dashboard pages have module
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from api.routes import analyze
+from core.positioning import CHECK_WORDS
+from tests.integration.api_server import login
 from tests.integration.console_harness import (
     PHONE,
     ConsoleStack,
@@ -56,6 +61,28 @@ def _mug_card(page: Page, request_id: str) -> bool:
     return card.locator("canvas").evaluate("c => c.dataset.mugs !== '0'")
 
 
+def _failing_mugs_said(page: Page, console: ConsoleStack, ids: list[str]) -> int:
+    """Each card's picture tells a screen reader every failing mug's caption, and in the words
+    of the annotated JPEG's (api.routes.analyze._reason), which the browser has from the API's
+    words module. Returns how many failing mugs were checked."""
+    headers = login(console.api, "analyst")
+    checked = 0
+    for request_id in ids:
+        result = httpx.get(f"{console.api.url}/api/v1/analyze/{request_id}", headers=headers)
+        result.raise_for_status()
+        canvas = page.locator(f'[data-request-id="{request_id}"] canvas')
+        said = canvas.get_attribute("aria-label") or ""
+        failed = analyze._failed_rules(result.json())
+        for mug in (result.json().get("positioning") or {}).get("mugs", []):
+            reason = analyze._reason(mug, failed.get(mug["index"], []))
+            if reason:
+                assert f"mug {mug['index']}: {reason}" in said, (reason, said)
+                checked += 1
+            else:
+                assert re.search(rf"\bmug {mug['index']}(;|$)", said), said  # no reason after it
+    return checked
+
+
 def test_root_leads_to_the_console_and_its_pages_are_guarded(console: ConsoleStack) -> None:
     reply = httpx.get(console.api.url + "/", follow_redirects=False)
     assert reply.status_code == 307
@@ -65,6 +92,11 @@ def test_root_leads_to_the_console_and_its_pages_are_guarded(console: ConsoleSta
     assert "script-src 'self'" in page.headers["content-security-policy"]
     script = httpx.get(console.url + "js/app.js")
     assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    words = httpx.get(console.url + "js/words.js")  # made from core.positioning, not a file
+    assert words.headers["content-type"].startswith("text/javascript")
+    assert "script-src 'self'" in words.headers["content-security-policy"]
+    exported = words.text.removeprefix("export const CHECK_WORDS = ").strip().removesuffix(";")
+    assert json.loads(exported) == CHECK_WORDS
 
 
 def test_upload_two_scenes_and_see_them_live_then_open_one(
@@ -81,6 +113,7 @@ def test_upload_two_scenes_and_see_them_live_then_open_one(
     for request_id in ids:
         _drawn(uploader, request_id)
         _drawn(watcher, request_id)  # arrived over the WebSocket on the other page
+    assert _failing_mugs_said(watcher, console, ids), "neither scene has a failing mug to say"
     screenshot(uploader, console, "upload")
     screenshot(watcher, console, "live")
 

@@ -2,6 +2,9 @@
 // JPEG is rendered per card. Mugs are green when they pass every rule, red when one fails.
 
 import { imageUrl } from "./api.js";
+// A mug's failing checks in the words the annotated JPEG uses: served by the API from
+// core.positioning (api.routes.console), not kept here.
+import { CHECK_WORDS } from "./words.js";
 
 export const COLOURS = { pass: "#1f9d4c", fail: "#d7263d", coaster: "#2f6fdf", hazard: "#e08a00", other: "#7d8794" };
 
@@ -16,15 +19,6 @@ export function failingMugs(result) {
   }
   return failing;
 }
-
-// A mug's own failing checks (core.positioning) in the words the annotated JPEG uses too.
-const CHECK_WORDS = {
-  coaster: "off coaster",
-  edge: "near edge",
-  hazard: "near hazard",
-  clearance: "too close to a mug",
-  zone: "outside zone",
-};
 
 /** Why each failing mug fails, in a few words: its own checks, then the rules that failed for
  * it, each once (the annotated JPEG's caption says the same: api.routes.analyze._reason). */
@@ -70,6 +64,11 @@ export function shapes(result) {
     });
   }
   return out;
+}
+
+/** A shape's caption: its label, and why when its mug fails. */
+function caption(shape) {
+  return shape.reason ? `${shape.label}: ${shape.reason}` : shape.label;
 }
 
 function loadImage(url) {
@@ -118,7 +117,7 @@ export async function drawResult(canvas, result) {
     const [x0, y0, x1, y1] = shape.box;
     context.strokeStyle = shape.colour;
     context.strokeRect(x0, y0, x1 - x0, y1 - y0);
-    const text = shape.reason ? `${shape.label}: ${shape.reason}` : shape.label;
+    const text = caption(shape);
     const width = context.measureText(text).width + font * 0.5;
     const top = y0 - font * 1.3 >= 0 ? y0 - font * 1.3 : y1;
     const left = Math.min(Math.max(0, x0), Math.max(0, canvas.width - width));
@@ -127,6 +126,9 @@ export async function drawResult(canvas, result) {
     context.fillStyle = "#fff";
     context.fillText(text, left + font * 0.25, top + font * 0.15);
   }
+  // What a screen reader says of the picture: the captions drawn, in the order drawn.
+  const said = drawn.length ? drawn.map(caption).join("; ") : "nothing found";
+  canvas.setAttribute("aria-label", `Picture of ${result.request_id}: ${said}`);
   canvas.dataset.shapes = String(drawn.length); // what the browser tests read
   canvas.dataset.mugs = String(drawn.filter((s) => s.mug !== undefined).length);
   return true;
