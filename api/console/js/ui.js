@@ -36,6 +36,28 @@ export function fill(node, ...children) {
   return node;
 }
 
+/**
+ * Run `task` now, then again `ms` after each run has ended: one request at a time however slow
+ * the API answers (an interval would pile them up). Resolves, once the first run has ended, to
+ * the function that stops it.
+ */
+export async function repeat(task, ms) {
+  let stopped = false;
+  let timer = null;
+  async function run() {
+    try {
+      await task();
+    } finally {
+      if (!stopped) timer = setTimeout(run, ms);
+    }
+  }
+  await run();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
 /** A short message in the corner; errors stay longer. */
 export function toast(message, { error = false } = {}) {
   const box = document.getElementById("toast");

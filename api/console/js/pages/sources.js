@@ -7,7 +7,7 @@
 
 import { api, can } from "../api.js";
 import { drawResult } from "../draw.js";
-import { badge, el, field, fill, fmtNumber, fmtTime, problemText, table, toast } from "../ui.js";
+import { badge, el, field, fill, fmtNumber, fmtTime, problemText, repeat, table, toast } from "../ui.js";
 
 const REFRESH_MS = 5000;
 // Health reported longer ago than this means no streams service is reading the stream.
@@ -177,11 +177,10 @@ async function renderList(root, { navigate }) {
       if (!stopped) fill(error, problemText(err));
     }
   }
-  await refresh();
-  const timer = setInterval(refresh, REFRESH_MS);
+  const stop = await repeat(refresh, REFRESH_MS);
   return () => {
     stopped = true;
-    clearInterval(timer);
+    stop();
   };
 }
 
@@ -1034,9 +1033,8 @@ async function renderSource(root, sourceId, { navigate }) {
     deleteButton,
   );
   showSummary();
-  await Promise.all([showFrame(), showVersions(), stream.refresh()]);
-  const timer = setInterval(stream.refresh, REFRESH_MS);
-  return () => clearInterval(timer);
+  const [, , stop] = await Promise.all([showFrame(), showVersions(), repeat(stream.refresh, REFRESH_MS)]);
+  return stop;
 }
 
 /** What viewers and analysts see instead of the editors. */

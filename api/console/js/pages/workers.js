@@ -5,7 +5,7 @@
 
 import { api, can } from "../api.js";
 import { barChart } from "../chart.js";
-import { badge, el, fill, fmtNumber, problemText } from "../ui.js";
+import { badge, el, fill, fmtNumber, problemText, repeat } from "../ui.js";
 
 const REFRESH_MS = 2000;
 const STATE_TONE = {
@@ -144,7 +144,6 @@ export default {
     );
     const rows = new Map(); // worker id -> {row, cells}
     let stopped = false;
-    let timer = null;
 
     /** Send `action` to `target` (a worker id or "all"), then show each worker's ack. */
     async function command(target, action, params = {}) {
@@ -216,12 +215,6 @@ export default {
       }
     }
 
-    // One request at a time: the next refresh is planned when the last one has answered.
-    async function loop() {
-      await refresh();
-      if (!stopped) timer = setTimeout(loop, REFRESH_MS);
-    }
-
     fill(
       root,
       el("h1", { id: "page-title" }, "Workers"),
@@ -233,10 +226,10 @@ export default {
       grid,
     );
     grid.hidden = true;
-    await loop();
+    const stop = await repeat(refresh, REFRESH_MS);
     return () => {
       stopped = true;
-      clearTimeout(timer);
+      stop();
     };
   },
 };
