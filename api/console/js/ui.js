@@ -39,17 +39,14 @@ export function fill(node, ...children) {
 /**
  * Run `task` now, then again `ms` after each run has ended: one request at a time however slow
  * the API answers (an interval would pile them up). Resolves, once the first run has ended, to
- * the function that stops it.
+ * the function that stops it. `task` shows its own errors: one it throws ends the repeats.
  */
 export async function repeat(task, ms) {
   let stopped = false;
   let timer = null;
   async function run() {
-    try {
-      await task();
-    } finally {
-      if (!stopped) timer = setTimeout(run, ms);
-    }
+    await task();
+    if (!stopped) timer = setTimeout(run, ms);
   }
   await run();
   return () => {
