@@ -500,7 +500,8 @@ def test_drain_finishes_in_flight_work_and_redoes_nothing(
     def producer(topic: str, record: Record) -> str:
         if not attribution.by_owner_of(topic, record, ours):
             return "remaining"
-        return "drained" if record.timestamp_ms < still_there * 1000 else "after it left"
+        # Past the bound, either worker may have produced it.
+        return "drained" if record.timestamp_ms < still_there * 1000 else "either"
 
     def shown(topic: str, record: Record) -> str:
         at = (record.timestamp_ms - issued_ms) / 1000
