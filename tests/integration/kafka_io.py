@@ -344,11 +344,6 @@ async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]
         await admin.close()
 
 
-async def group_member_ids(admin: AIOKafkaAdminClient, group: str) -> set[str]:
-    """The member ids of a consumer group as its coordinator sees them now."""
-    return (await group_state(admin, group))[1]
-
-
 async def group_state(admin: AIOKafkaAdminClient, group: str) -> tuple[str, set[str]]:
     """A consumer group's state (Stable, PreparingRebalance, CompletingRebalance, Empty, Dead)
     and member ids, as its coordinator sees them now."""

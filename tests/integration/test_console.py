@@ -68,12 +68,13 @@ def _failing_mugs_said(page: Page, console: ConsoleStack, ids: list[str]) -> int
     headers = login(console.api, "analyst")
     checked = 0
     for request_id in ids:
-        result = httpx.get(f"{console.api.url}/api/v1/analyze/{request_id}", headers=headers)
-        result.raise_for_status()
+        reply = httpx.get(f"{console.api.url}/api/v1/analyze/{request_id}", headers=headers)
+        reply.raise_for_status()
+        result = reply.json()
         canvas = page.locator(f'[data-request-id="{request_id}"] canvas')
         said = canvas.get_attribute("aria-label") or ""
-        failed = analyze._failed_rules(result.json())
-        for mug in (result.json().get("positioning") or {}).get("mugs", []):
+        failed = analyze._failed_rules(result)
+        for mug in (result.get("positioning") or {}).get("mugs", []):
             reason = analyze._reason(mug, failed.get(mug["index"], []))
             if reason:
                 assert f"mug {mug['index']}: {reason}" in said, (reason, said)

@@ -31,7 +31,6 @@ from tests.integration.kafka_io import (
     collect,
     committed_vs_end_offsets,
     counts,
-    group_member_ids,
     group_state,
     not_exactly_once,
     owned,
@@ -333,7 +332,7 @@ def _split_ownership(api: ApiServer, headers: dict) -> tuple[dict, dict] | None:
 
 async def _group_members(settings: Settings, group: str) -> set[str]:
     async with admin_client(settings) as admin:
-        return await group_member_ids(admin, group)
+        return (await group_state(admin, group))[1]
 
 
 async def _drain_watching_the_group(
