@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, FiniteFloat, StrictBool
 
 from api.deps import audit, require, services
 from api.problems import Problem, problem_responses
@@ -30,6 +30,12 @@ _ONE = f"{router.prefix}/sources/{{source_id}}/stream"
 Services = Annotated[ApiServices, Depends(services)]
 SourceId = Annotated[str, Path(pattern=SOURCE_ID_PATTERN)]
 MAX_URL_LENGTH = 2000
+
+
+def _whole(value: object) -> object:
+    """JSON's `106.0` as the integer 106, as JSON Schema counts it; 2.5, "5" and `true` are
+    still refused by the strict integer after it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class StreamInput(BaseModel):
@@ -58,7 +64,7 @@ class StreamInput(BaseModel):
     on_change: StrictBool = Field(
         False, description="Skip frames that show nothing new since the last one sent."
     )
-    change_threshold: int = Field(
+    change_threshold: Annotated[int, BeforeValidator(_whole)] = Field(
         2,
         ge=0,
         le=BLOCKS - 1,
